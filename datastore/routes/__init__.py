@@ -1,0 +1,13 @@
+"""HTTP routes of a datastore, one module per route group."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from datastore.routes import data, health, triggers
+
+
+def setup_routes(app: web.Application) -> None:
+    app.add_routes(health.routes)
+    app.add_routes(data.routes)
+    app.add_routes(triggers.routes)

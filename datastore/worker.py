@@ -1,0 +1,155 @@
+"""dramatiq workers of a datastore node: queue `datastore.<name>`.
+
+`VOXELHUB_BROKER_URL` picks the broker: `redis://...` or `amqp://...` for real
+worker processes (`run_worker`, possibly on other cluster nodes), empty for the
+embedded default, where a `StubBroker` and a thread-based `Worker` live inside the
+datastore process.
+
+Actors are declared per broker (`declare_actors`), not with module-level
+decorators, so no import binds them to dramatiq's global default broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from datastore.config import DatastoreSettings
+from shared.env import SettingError
+
+logger = logging.getLogger(__name__)
+
+# How often idle consumer threads look for a stop request (ms): short, so the
+# embedded worker stops quickly with the node.
+_CONSUMER_POLL_MS = 100
+
+
+def create_broker(url: str) -> dramatiq.Broker:
+    """RedisBroker, RabbitmqBroker or (empty url) an in-process StubBroker."""
+    if not url:
+        return StubBroker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from dramatiq.brokers.redis import RedisBroker
+
+        # dramatiq's RedisBroker has no annotations.
+        return RedisBroker(url=url)  # type: ignore[no-untyped-call]
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    raise SettingError(
+        "VOXELHUB_BROKER_URL must start with redis:// or amqp:// (or be empty)"
+    )
+
+
+def ping(message: str = "ping") -> str:
+    """A trivial task to check that workers consume the node's queue."""
+    logger.info("worker got %s", message)
+    return "pong"
+
+
+@dataclass(frozen=True, slots=True)
+class Actors:
+    """The actors of one broker; send with e.g. `actors.ping.send()`."""
+
+    broker: dramatiq.Broker
+    ping: dramatiq.Actor[..., Any]
+
+
+def declare_actors(broker: dramatiq.Broker, queue_name: str) -> Actors:
+    return Actors(
+        broker=broker,
+        ping=dramatiq.actor(broker=broker, queue_name=queue_name, actor_name="ping")(
+            ping
+        ),
+    )
+
+
+class InProcessWorker:
+    """A dramatiq Worker in threads of this process (the embedded default)."""
+
+    def __init__(self, actors: Actors, queue_name: str, threads: int = 2) -> None:
+        self.actors = actors
+        self._worker = dramatiq.Worker(
+            actors.broker,
+            queues={queue_name},
+            worker_threads=threads,
+            worker_timeout=_CONSUMER_POLL_MS,
+        )
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Blocking: waits for running tasks (run it in an executor)."""
+        self._worker.stop(timeout=30_000)
+        self.actors.broker.close()
+
+
+def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
+    """One worker process: consume until SIGINT or SIGTERM."""
+    broker = create_broker(settings.broker_url)
+    actors = declare_actors(broker, settings.queue_name)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("worker got signal %d, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    worker = dramatiq.Worker(
+        actors.broker, queues={settings.queue_name}, worker_threads=threads
+    )
+    worker.start()
+    logger.info("worker consuming %s with %d threads", settings.queue_name, threads)
+    stop.wait()
+    worker.stop()
+    broker.close()
+
+
+def run_worker(
+    settings: DatastoreSettings, processes: int = 1, threads: int = 8
+) -> None:
+    """Run worker processes for this node's queue until SIGINT or SIGTERM."""
+    if not settings.broker_url:
+        raise SettingError(
+            "VOXELHUB_BROKER_URL is empty: the embedded worker runs inside the "
+            "datastore process; set a redis:// or amqp:// URL for separate workers"
+        )
+    if processes < 1 or threads < 1:
+        raise ValueError("processes and threads must be >= 1")
+    if processes == 1:
+        _serve_worker(settings, threads)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=_serve_worker, args=(settings, threads), name=f"worker-{i}"
+        )
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.is_set() and any(c.is_alive() for c in children):
+        stop.wait(1.0)
+    for child in children:
+        if child.is_alive():
+            child.terminate()  # SIGTERM: the child stops gracefully
+    for child in children:
+        child.join()
