@@ -329,7 +329,12 @@ MULTICHANNEL_WRITERS = (
     "tensorstore-precomputed",
     "zarr-python-zarr3-tczyx",
 )
-WEBKNOSSOS_KINDS = ("webknossos-wkw", "webknossos-zarr3", "webknossos-wkw-2-2-1")
+WEBKNOSSOS_KINDS = (
+    "webknossos-wkw",
+    "webknossos-wkw-2-2-1",
+    "webknossos-zarr3",
+    "webknossos-zarr3-2-2-1",
+)
 
 
 def import_webknossos() -> Any:
@@ -350,7 +355,21 @@ class WebknossosDataset:
     color: np.ndarray  # (1, x, y, z) uint8 at COLOR_ORIGIN
     segmentation: np.ndarray  # (1, x, y, z) uint32 at 0
     rgb: np.ndarray  # (3, x, y, z) uint8 at 0
-    color_mag2: np.ndarray  # color mag 2-2-1 as webknossos reads it, at 0
+    color_mag2: np.ndarray  # color mag 2-2-1 as webknossos reads it, from 0
+    segmentation_mag2: np.ndarray  # segmentation mag 2-2-1, from 0
+
+
+def _mag_from_origin(mag_view: Any, factor: Vec3) -> np.ndarray:
+    """A mag as webknossos reads it, `(c, x, y, z)` in the mag's voxels from 0."""
+    box = mag_view.bounding_box  # mag-1 coordinates
+    data = np.asarray(mag_view.read(absolute_bounding_box=box))
+    if data.ndim == 3:
+        data = data[np.newaxis]
+    start = Vec3(*box.topleft.to_tuple()) // factor
+    size = Vec3(*data.shape[1:])
+    full = np.zeros((data.shape[0], *(start + size)), dtype=data.dtype)
+    full[(slice(None), *BoundingBox(start, size).slices())] = data
+    return full
 
 
 COLOR_ORIGIN = Vec3(10, 20, 30)
@@ -396,17 +415,9 @@ def webknossos_dataset(tmp_path_factory: pytest.TempPathFactory) -> WebknossosDa
                 chunk_shape=32,
                 shard_shape=64,
             )
-        mag2 = layer.get_mag("2-2-1")
-        color_mag2 = np.asarray(mag2.read(absolute_bounding_box=mag2.bounding_box))
-    if color_mag2.ndim == 3:
-        color_mag2 = color_mag2[np.newaxis]
-    # the mag's own voxels from 0: pad in front of the mag-2-2-1 box start
-    start = Vec3(*mag2.bounding_box.topleft.to_tuple()) // Vec3(2, 2, 1)
-    full = np.zeros((1, *(start + Vec3(*color_mag2.shape[1:]))), dtype=np.uint8)
-    full[(slice(None), *BoundingBox(start, Vec3(*color_mag2.shape[1:])).slices())] = (
-        color_mag2
-    )
-    return WebknossosDataset(path, color, segmentation, rgb, full)
+        color_mag2 = _mag_from_origin(layer.get_mag("2-2-1"), Vec3(2, 2, 1))
+        seg_mag2 = _mag_from_origin(seg.get_mag("2-2-1"), Vec3(2, 2, 1))
+    return WebknossosDataset(path, color, segmentation, rgb, color_mag2, seg_mag2)
 
 
 def webknossos_written(wk: WebknossosDataset, kind: str) -> Written:
@@ -416,6 +427,13 @@ def webknossos_written(wk: WebknossosDataset, kind: str) -> Written:
     if kind == "webknossos-wkw-2-2-1":
         return Written(
             wk.path, props.get_layer("color"), wk.color_mag2, mag=Mag(2, 2, 1)
+        )
+    if kind == "webknossos-zarr3-2-2-1":
+        return Written(
+            wk.path,
+            props.get_layer("segmentation"),
+            wk.segmentation_mag2,
+            mag=Mag(2, 2, 1),
         )
     if kind == "webknossos-zarr3":
         return Written(wk.path, props.get_layer("segmentation"), wk.segmentation)

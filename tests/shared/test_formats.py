@@ -296,14 +296,14 @@ def test_arrays_opened_read_only_refuse_writes(written: Written) -> None:
         array.write(Vec3(0, 0, 0), written.data[:, :4, :4, :4])
 
 
-@pytest.mark.parametrize("kind", ["wkw-raw", "tensorstore-zarr3-sharded"])
+@pytest.mark.parametrize("kind", ["wkw-raw", "wkw-lz4hc", "tensorstore-zarr3-sharded"])
 def test_writable_open_mag_writes_in_place(kind: str, tmp_path: Path) -> None:
     w = WRITERS[kind](tmp_path / "ds", make_data("uint16"))
-    patch = np.full((1, 5, 5, 5), 42, dtype=np.uint16)
+    patch = np.full((1, 5, 6, 7), 42, dtype=np.uint16)
+    inside = BoundingBox(Vec3(17, 20, 3), Vec3(5, 6, 7))  # relative to the data
     with open_written(w, writable=True) as array:
-        array.write(Vec3(20, 20, 20), patch)
-    w.data[:, 20 - w.origin.x : 25 - w.origin.x, 20 - w.origin.y : 25 - w.origin.y,
-           20 - w.origin.z : 25 - w.origin.z] = 42  # fmt: skip
+        array.write(inside.topleft + w.origin, patch)
+    w.data[(slice(None), *inside.slices())] = 42
     with open_written(w) as array:
         assert_reads(array, w, w.box)
 
@@ -332,6 +332,29 @@ def test_corrupt_wkw_file_names_the_chunk_and_other_files_still_read(
         with pytest.raises(CorruptData, match=r"corrupt chunk z1/y0/x0\.wkw"):
             array.read(BoundingBox(Vec3(16, 16, 48), Vec3.full(16)))
         assert_reads(array, w, BoundingBox(Vec3(0, 0, 40), Vec3.full(16)))
+
+
+def test_write_into_a_corrupt_wkw_file_fails_and_leaves_it_unchanged(
+    tmp_path: Path,
+) -> None:
+    w = WRITERS["wkw-lz4hc"](tmp_path / "ds", make_data("uint16"))
+    victim = w.dataset_dir / "color" / "1" / "z1" / "y0" / "x0.wkw"
+    damaged = victim.read_bytes()[:200]
+    victim.write_bytes(damaged)
+    with (
+        open_written(w, writable=True) as array,
+        pytest.raises(CorruptData, match=r"corrupt chunk z1/y0/x0\.wkw"),
+    ):
+        array.write(Vec3(0, 0, 40), np.ones((1, 4, 4, 4), dtype=np.uint16))
+    assert victim.read_bytes() == damaged
+    assert not [p for p in victim.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_wkw_header_is_reported_as_corrupt_metadata(tmp_path: Path) -> None:
+    w = WRITERS["wkw-raw"](tmp_path / "ds", make_data("uint16"))
+    (w.dataset_dir / "color" / "1" / "header.wkw").write_bytes(b"XKW" + bytes(13))
+    with pytest.raises(CorruptData, match=r"corrupt metadata header\.wkw"):
+        open_written(w)
 
 
 def test_corrupt_zarr3_shard_names_the_chunk_and_others_still_read(
@@ -565,15 +588,18 @@ def test_symlinked_layer_into_an_allowed_root_is_allowed(
 
 
 def test_dataset_folder_symlinked_into_an_allowed_root_is_fine(
-    roots: dict[str, Path], tmp_path: Path
+    roots: dict[str, Path],
 ) -> None:
     link = roots["org"] / "linked_ds"
     link.symlink_to(roots["extra"])
     layer = _layer("./color/1")
     allowed = [roots["org"], roots["extra"]]
-    assert resolve_mag_path(link, layer, layer.mags[0], allowed_roots=allowed).is_dir()
-    with pytest.raises(PathNotAllowed, match="dataset folder"):
-        resolve_mag_path(link, layer, layer.mags[0], allowed_roots=[roots["org"]])
+    got = resolve_mag_path(link, layer, layer.mags[0], allowed_roots=allowed)
+    assert got == (roots["extra"] / "color" / "1").resolve()
+    # mags leaving the dataset's real folder are judged by the real folder
+    escaping = _layer("../org/ds/color/1")
+    with pytest.raises(PathNotAllowed):
+        resolve_mag_path(link, escaping, escaping.mags[0])
 
 
 def test_names_that_only_look_odd_are_allowed(roots: dict[str, Path]) -> None:

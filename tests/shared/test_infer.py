@@ -298,3 +298,16 @@ def test_corrupt_metadata_skips_the_layer_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "ds" / "color" / "1" / "zarr.json").write_text("{not json")
     with pytest.raises(FormatError, match=r"corrupt metadata zarr\.json"):
         infer_datasource(tmp_path / "ds", name="x")
+
+
+def test_symlinked_layers_count_only_inside_the_allowed_roots(tmp_path: Path) -> None:
+    w = WRITERS["wkw-raw"](tmp_path / "elsewhere", make_data("uint8"))
+    dataset = tmp_path / "binaryData" / "org" / "ds"
+    dataset.mkdir(parents=True)
+    (dataset / "linked").symlink_to(w.dataset_dir / "color")
+    with pytest.raises(FormatError, match="'linked' is outside the dataset"):
+        infer_datasource(dataset, name="ds")
+    props = infer_datasource(
+        dataset, name="ds", allowed_roots=[dataset.parent, tmp_path / "elsewhere"]
+    )
+    assert [layer.name for layer in props.layers] == ["linked"]
