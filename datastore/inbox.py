@@ -15,11 +15,12 @@ Containment rules (RELIABILITY 4, 5):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,6 +372,36 @@ class Inbox:
 
     def reports(self) -> list[DatasetReport]:
         return [d.to_report() for d in self._datasets.values()]
+
+    def roots(self, organization: str) -> tuple[list[Path], list[Path]]:
+        """(symlink roots, mag roots) of an organization as a scan uses them
+        (real paths; blocking)."""
+        real_extra = [_real(r) for r in self.extra_roots]
+        org_real = _real(self.binary_data / organization)
+        return [_real(self.binary_data), *real_extra], [org_real, *real_extra]
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold off scans while a caller changes one dataset folder, so a scan
+        that read the old state cannot overwrite the caller's result."""
+        async with self._lock:
+            yield
+
+    def set_dataset(self, key: DatasetKey, scanned: ScannedDataset | None) -> None:
+        """Replace one dataset of the last scan (None: drop it); notify listeners."""
+        old = self._datasets.get(key)
+        # Copy on write: a periodic scan may hold the previous dict in a thread.
+        datasets = dict(self._datasets)
+        if scanned is None:
+            datasets.pop(key, None)
+        else:
+            datasets[key] = scanned
+            if key[0] not in self._organizations:
+                self._organizations = tuple(sorted((*self._organizations, key[0])))
+        self._datasets = datasets
+        if old != scanned:
+            for listener in self._listeners:
+                listener({key})
 
     async def scan(self, executor: Executor, *, full: bool = True) -> ScanCounts:
         """Scan now in `executor`; replaces the result and notifies listeners.

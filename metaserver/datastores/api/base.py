@@ -1,0 +1,33 @@
+"""The base of every datastore-only endpoint: key authentication, nothing else."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from metaserver.datastores.authentication import (
+    DatastoreKeyAuthentication,
+    DatastoreKeyMissing,
+    IsDatastore,
+)
+from metaserver.datastores.models import DataStore
+
+
+class DatastoreOnlyView(APIView):
+    """Only the datastore named in the URL, with its key, gets past `initial`.
+
+    User sessions and API tokens are not accepted here, and the key is never read
+    from a query string.
+    """
+
+    authentication_classes = (DatastoreKeyAuthentication,)
+    permission_classes = (IsDatastore,)
+
+    def datastore(self, request: Request) -> DataStore:
+        datastore = request.auth
+        if not isinstance(datastore, DataStore):
+            raise DatastoreKeyMissing()
+        return datastore
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return DatastoreKeyAuthentication().authenticate_header(request)

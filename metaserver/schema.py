@@ -1,0 +1,33 @@
+"""OpenAPI descriptions of our authentication schemes (drf-spectacular extensions).
+
+Imported by the URL configuration so the extensions exist before a schema is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+from shared.protocol import DATASTORE_KEY_HEADER
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "metaserver.accounts.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token vxh_...` (`Bearer vxh_...` works too)",
+        }
+
+
+class DatastoreKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "metaserver.datastores.authentication.DatastoreKeyAuthentication"
+    name = "datastoreKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": DATASTORE_KEY_HEADER}

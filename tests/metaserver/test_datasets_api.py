@@ -1,0 +1,181 @@
+"""GET /api/datasets/ and /api/datasets/{org}/{name}/ for every persona."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from metaserver.datasets.models import Dataset, Status
+
+from .world import World, assert_json_error, datasource
+
+# Who sees which of the `datasets` fixture's datasets.
+VISIBLE = {
+    "superuser": {"private", "public", "hidden", "broken", "other_private"},
+    "admin": {"private", "public", "hidden", "broken"},
+    "dataset_manager": {"private", "public", "hidden", "broken"},
+    "member": {"private", "public"},
+    "member_without_team": {"public"},
+    "outsider": {"public", "other_private"},
+    "anonymous": {"public"},
+}
+
+
+def _names(response: Any) -> set[str]:
+    assert response.status_code == 200, response.content
+    return {item["name"] for item in response.json()["results"]}
+
+
+@pytest.mark.parametrize(("persona", "expected"), sorted(VISIBLE.items()))
+def test_listing_shows_each_persona_exactly_the_datasets_it_may_see(
+    world: World, datasets: dict[str, Dataset], persona: str, expected: set[str]
+) -> None:
+    assert _names(world.client(persona).get("/api/datasets/")) == expected
+
+
+@pytest.mark.parametrize(("persona", "expected"), sorted(VISIBLE.items()))
+def test_detail_is_found_exactly_where_the_listing_shows_it(
+    world: World, datasets: dict[str, Dataset], persona: str, expected: set[str]
+) -> None:
+    client = world.client(persona)
+    for key, dataset in datasets.items():
+        response = client.get(f"/api/datasets/{dataset.organization.name}/{key}/")
+        if key in expected:
+            assert response.status_code == 200, (key, response.content)
+            assert response.json()["name"] == key
+        else:
+            body = assert_json_error(response, 404)
+            assert body["error"] == "not found"
+
+
+def test_missing_and_forbidden_datasets_look_the_same(
+    world: World, datasets: dict[str, Dataset]
+) -> None:
+    client = world.client("outsider")
+    forbidden = client.get("/api/datasets/lab/hidden/")
+    missing = client.get("/api/datasets/lab/no_such_dataset/")
+    assert forbidden.status_code == missing.status_code == 404
+    assert set(forbidden.json()) == set(missing.json())
+    assert forbidden.json()["error"] == missing.json()["error"]
+
+
+def test_dataset_item_has_the_documented_shape(
+    world: World, datasets: dict[str, Dataset]
+) -> None:
+    response = world.client("admin").get("/api/datasets/lab/private/")
+    body = response.json()
+    for key in (
+        "name",
+        "organization",
+        "display_name",
+        "status",
+        "status_reason",
+        "datastore",
+        "datasource",
+        "is_public",
+        "created",
+        "updated",
+    ):
+        assert key in body
+    assert body["organization"] == "lab"
+    assert body["datastore"] == {"name": "store1", "url": "http://store1:8080"}
+    assert body["datasource"]["dataLayers"][0]["boundingBox"]["topLeft"] == [0, 0, 0]
+    assert body["datasource"]["dataLayers"][0]["someFutureKey"] == {"kept": True}
+
+
+def test_datastore_url_of_a_dataset_is_the_public_one(world: World) -> None:
+    world.dataset("elsewhere", datastore=world.other_datastore, is_public=True)
+    body = world.client("anonymous").get("/api/datasets/lab/elsewhere/").json()
+    assert body["datastore"]["url"] == "https://data.example.org"
+
+
+def test_listing_filters_by_search_text_organization_and_status(
+    world: World, datasets: dict[str, Dataset]
+) -> None:
+    Dataset.objects.filter(name="hidden").update(display_name="Mouse cortex")
+    client = world.client("superuser")
+    assert _names(client.get("/api/datasets/", {"q": "CORTEX"})) == {"hidden"}
+    assert _names(client.get("/api/datasets/", {"q": "priv"})) == {
+        "private",
+        "other_private",
+    }
+    assert _names(client.get("/api/datasets/", {"organization": "other"})) == {
+        "other_private"
+    }
+    assert _names(client.get("/api/datasets/", {"status": "unusable"})) == {"broken"}
+    assert _names(client.get("/api/datasets/", {"organization": "nobody"})) == set()
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "sleeping"}, "status"),
+        ({"organization": "../etc"}, "organization"),
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "1001"}, "page_size"),
+        ({"page_size": "ten"}, "page_size"),
+        ({"page": "-1"}, "page"),
+        ({"page": "first"}, "page"),
+    ],
+)
+def test_bad_listing_parameters_give_400_naming_the_parameter(
+    world: World, params: dict[str, str], field: str
+) -> None:
+    body = assert_json_error(world.client("admin").get("/api/datasets/", params), 400)
+    assert field in body["detail"]
+
+
+def test_listing_is_paginated_in_a_stable_order(world: World) -> None:
+    for index in range(7):
+        world.dataset(f"ds{index}", is_public=True)
+    client = world.client("anonymous")
+    first = client.get("/api/datasets/", {"page_size": 3}).json()
+    assert first["count"] == 7
+    assert [d["name"] for d in first["results"]] == ["ds0", "ds1", "ds2"]
+    third = client.get("/api/datasets/", {"page_size": 3, "page": 3}).json()
+    assert [d["name"] for d in third["results"]] == ["ds6"]
+    assert third["next"] is None
+    body = assert_json_error(client.get("/api/datasets/", {"page": 4}), 404)
+    assert "page 4" in body["detail"]
+
+
+def _add_team_datasets(world: World, count: int) -> None:
+    Dataset.objects.all().delete()
+    created = Dataset.objects.bulk_create(
+        Dataset(
+            organization=world.lab,
+            datastore=world.datastore,
+            name=f"bulk{index:04d}",
+            datasource=datasource(f"bulk{index:04d}"),
+            status=Status.ACTIVE,
+        )
+        for index in range(count)
+    )
+    world.alpha.allowed_datasets.add(*created)
+
+
+@pytest.mark.parametrize("persona", ["member", "admin", "superuser", "anonymous"])
+@pytest.mark.parametrize("count", [20, 500])
+def test_listing_runs_a_constant_number_of_queries(
+    world: World, django_assert_num_queries: Any, persona: str, count: int
+) -> None:
+    _add_team_datasets(world, count)
+    Dataset.objects.filter(name__lt="bulk0010").update(is_public=True)
+    client = world.client(persona)
+    client.get("/api/datasets/")  # records the token's last_used: a write, once
+    # Token with its user, the count, the page; nothing per dataset.
+    expected = 2 if persona == "anonymous" else 3
+    with django_assert_num_queries(expected):
+        response = client.get("/api/datasets/", {"page_size": 1000})
+    assert response.json()["count"] == (10 if persona == "anonymous" else count)
+
+
+def test_unknown_nested_route_under_datasets_is_a_json_404(world: World) -> None:
+    assert_json_error(world.client("admin").get("/api/datasets/lab/x/y/z/"), 404)
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_writing_to_the_listing_is_not_allowed(world: World, method: str) -> None:
+    response = getattr(world.client("admin"), method)("/api/datasets/", {})
+    assert_json_error(response, 405)
