@@ -87,11 +87,20 @@ class Services:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def dataset(self, name: str) -> dict:
+    def dataset(self, name: str, status: str | None = None) -> dict:
+        """The dataset's record; with `status`, wait until the report has landed."""
+        deadline = time.monotonic() + 20
         with self.api(self.admin_token) as client:
-            response = client.get(f"/api/datasets/{ORG}/{name}/")
-        assert response.status_code == 200, response.text
-        return response.json()
+            while True:
+                response = client.get(f"/api/datasets/{ORG}/{name}/")
+                # A scan answers before its report reaches the metaserver.
+                found = response.status_code == 200
+                if found and (status is None or response.json()["status"] == status):
+                    return response.json()
+                if time.monotonic() > deadline:
+                    assert found, response.text
+                    return response.json()
+                time.sleep(0.2)
 
 
 def _postgres_url(database: str) -> str:

@@ -70,9 +70,9 @@ def test_up_runs_everything_with_a_sample_dataset_and_stops_on_ctrl_c(
         text=True,
     )  # fmt: skip
     try:
-        banner = _read_until(proc, r"API token\s+\S+", timeout=240)
-        password = re.search(r"password\s+(\S+)", banner)
-        token = re.search(r"API token\s+(\S+)", banner)
+        banner = _read_until(proc, r"API token\s+vxh_\S+", timeout=240)
+        password = re.search(r"^\s+password\s+(\S+)$", banner, re.MULTILINE)
+        token = re.search(r"API token\s+(vxh_\S+)", banner)
         assert password, banner
         assert token, banner
         assert (home / "metaserver.sqlite3").exists()
@@ -128,6 +128,7 @@ def test_up_runs_everything_with_a_sample_dataset_and_stops_on_ctrl_c(
         )  # fmt: skip
         new_token = token_cmd.stdout.strip()
         assert new_token.startswith("vxh_")
+        api.close()
         me = httpx.get(
             f"http://127.0.0.1:{m_port}/api/user/",
             headers={"Authorization": f"Token {new_token}"},
@@ -140,6 +141,9 @@ def test_up_runs_everything_with_a_sample_dataset_and_stops_on_ctrl_c(
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        finally:
+            if proc.stdout:
+                proc.stdout.close()
     assert proc.returncode == 0
     for port in (m_port, d_port):
         with pytest.raises(httpx.ConnectError):
