@@ -15,16 +15,20 @@ from django.urls import URLPattern, re_path
 from shared.protocol import NAME_PATTERN
 
 NAME_REGEX = NAME_PATTERN.removeprefix("^").removesuffix("$")
+INT_REGEX = "[1-9][0-9]{0,17}"
 
 
 def api_route(route: str, view: Callable[..., Any], name: str) -> URLPattern:
-    """`route` like "datasets/{organization}/{name}/"; each {x} is a technical name.
+    """`route` like "datasets/{organization}/{name}/"; each {x} is a technical name,
+    each {x:int} a positive integer (an id).
 
     The spelling given is the canonical one (reverse() and the OpenAPI schema use
     it); the other one is accepted too.
     """
     body = re.sub(
-        r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{NAME_REGEX})", route.strip("/")
+        r"\{(\w+)(:int)?\}",
+        lambda m: f"(?P<{m.group(1)}>{INT_REGEX if m.group(2) else NAME_REGEX})",
+        route.strip("/"),
     )
     # "/?" reads as "/" and "(?:/)?" as "" to reverse() and drf-spectacular.
     optional_slash = "/?" if route.endswith("/") else "(?:/)?"

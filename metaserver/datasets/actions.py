@@ -18,7 +18,7 @@ from metaserver.datasets.bulk import (
     load_states,
     update_datasets,
 )
-from metaserver.datasets.models import Dataset, Status
+from metaserver.datasets.models import Dataset, Folder, Status
 from metaserver.datasets.reports import (
     MAX_REASON_CHARS,
     DatasetReport,
@@ -190,6 +190,12 @@ def _apply_report(
             )
         elif _apply(state, status, reason, report.datasource):
             changed.append(state)
+    roots = {
+        org_id: Folder.objects.root_of(org_id).pk
+        for org_id in {row.organization_id for row in new}
+    }
+    for row in new:
+        row.folder_id = roots[row.organization_id]
     updated = len(changed)
     ours = [state for state in states if state.datastore_id == datastore.pk]
     for state in ours:

@@ -25,8 +25,18 @@ from metaserver.datasets.models import Dataset
 
 _BATCH = 500
 # The columns in which the rows of one insert differ; all others are shared.
-_PER_ROW = ("organization_id", "name", "status", "status_reason", "datasource")
-_RECORD = "organization_id bigint, name text, status text, status_reason text, "
+_PER_ROW = (
+    "organization_id",
+    "folder_id",
+    "name",
+    "status",
+    "status_reason",
+    "datasource",
+)
+_RECORD = (
+    "organization_id bigint, folder_id bigint, name text, status text, "
+    "status_reason text, "
+)
 
 
 @dataclass(slots=True)
@@ -68,7 +78,7 @@ def _loads(text: str | None) -> Any:
 
 
 def insert_datasets(rows: Sequence[Dataset]) -> None:
-    """Insert new datasets that differ only in organization, name, status and source."""
+    """Insert new datasets; rows differ in org, folder, name, status and source."""
     if not rows:
         return
     if connection.vendor != "postgresql":
@@ -93,6 +103,7 @@ def insert_datasets(rows: Sequence[Dataset]) -> None:
         [
             {
                 "organization_id": row.organization_id,
+                "folder_id": row.folder_id,
                 "name": row.name,
                 "status": row.status,
                 "status_reason": row.status_reason,

@@ -45,6 +45,7 @@ def world(db: None) -> World:
         "dataset_manager": (lab, Role.DATASET_MANAGER),
         "member": (lab, Role.MEMBER),
         "member_without_team": (lab, Role.MEMBER),
+        "team_manager": (lab, Role.MEMBER),
         "outsider": (other, Role.ADMIN),
     }
     for persona, (org, role) in roles.items():
@@ -58,6 +59,7 @@ def world(db: None) -> World:
         world.users[persona] = user
         world.tokens[persona] = do_create_api_token(user)
     do_add_team_member(alpha, world.users["member"])
+    do_add_team_member(alpha, world.users["team_manager"], is_manager=True)
     return world
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from metaserver.datasets.models import Dataset, Status
+from metaserver.datasets.models import Dataset, Folder, Status
 
 from .world import World, assert_json_error, datasource
 
@@ -142,9 +142,11 @@ def test_listing_is_paginated_in_a_stable_order(world: World) -> None:
 
 def _add_team_datasets(world: World, count: int) -> None:
     Dataset.objects.all().delete()
+    root = Folder.objects.root_of(world.lab.pk)
     created = Dataset.objects.bulk_create(
         Dataset(
             organization=world.lab,
+            folder=root,
             datastore=world.datastore,
             name=f"bulk{index:04d}",
             datasource=datasource(f"bulk{index:04d}"),
@@ -164,8 +166,9 @@ def test_listing_runs_a_constant_number_of_queries(
     Dataset.objects.filter(name__lt="bulk0010").update(is_public=True)
     client = world.client(persona)
     client.get("/api/datasets/")  # records the token's last_used: a write, once
-    # Token with its user, the count, the page; nothing per dataset.
-    expected = 2 if persona == "anonymous" else 3
+    # Token with its user, the count, the page, its tags, its teams; nothing per
+    # dataset.
+    expected = 4 if persona == "anonymous" else 5
     with django_assert_num_queries(expected):
         response = client.get("/api/datasets/", {"page_size": 1000})
     assert response.json()["count"] == (10 if persona == "anonymous" else count)

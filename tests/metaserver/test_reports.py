@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 
 from metaserver.datasets.actions import do_apply_dataset_report
-from metaserver.datasets.models import Dataset, Status
+from metaserver.datasets.models import Dataset, Folder, Status
 from shared.protocol import REPORT_PATH
 
 from .world import World, assert_json_error, datasource
@@ -267,10 +267,12 @@ def test_wrong_content_type_is_415(world: World) -> None:
 def test_report_runs_a_constant_number_of_queries(
     world: World, django_assert_num_queries: Any, count: int
 ) -> None:
+    Folder.objects.root_of(world.lab.pk)
     entries = [entry(f"d{i:05d}") for i in range(count)]
-    with django_assert_num_queries(8):
-        # key check, heartbeat; savepoint, lock, organizations, datasets, insert,
-        # release. Nothing per dataset.
+    with django_assert_num_queries(9):
+        # key check, heartbeat; savepoint, lock, organizations, datasets, the root
+        # folder of each organization with new datasets, insert, release. Nothing
+        # per dataset.
         first = report(world, *entries)
     assert first.json()["created"] == count
     for item in entries[: count // 2]:

@@ -7,34 +7,63 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Lower, NullIf
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.permissions import AllowAny
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from metaserver.api_errors import Conflict, PayloadTooLarge
 from metaserver.datasets.access import (
+    check_sharing_token,
     datasets_for_user,
+    datasets_managed_by,
+    datasets_visible_to,
+    folders_editable_by,
     get_dataset_for_user,
+    get_folder_for_user,
     token_may_access,
 )
 from metaserver.datasets.actions import ReportConflict, do_apply_dataset_report
 from metaserver.datasets.api.serializers import (
+    DATASET_ORDERINGS,
+    DATASET_PREFETCH,
     AccessAnswerSerializer,
     DatasetListQuerySerializer,
     DatasetReportSerializer,
     DatasetSerializer,
+    DatasetUpdateSerializer,
+    DeletedSerializer,
+    MoveDatasetsSerializer,
+    MovedSerializer,
     ReportAnswerSerializer,
+    SharingTokenSerializer,
+    TagCountSerializer,
     ValidateAccessSerializer,
 )
-from metaserver.datasets.models import Dataset
+from metaserver.datasets.dataset_actions import (
+    do_delete_dataset,
+    do_get_sharing_token,
+    do_move_datasets,
+    do_revoke_sharing_token,
+    do_update_dataset,
+)
+from metaserver.datasets.models import (
+    SHARING_TOKEN_PREFIX,
+    Dataset,
+    Folder,
+    FolderClosure,
+    Tag,
+)
 from metaserver.datasets.reports import ReportError, TooManyDatasets, parse_report
 from metaserver.datastores.api.base import DatastoreOnlyView
 from metaserver.pagination import StrictPageNumberPagination
-from shared.protocol import MAX_ACCESS_CACHE_SECONDS, AccessMode
+from shared.protocol import MAX_ACCESS_CACHE_SECONDS, USER_TOKEN_HEADER, AccessMode
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +81,8 @@ class DatasetAccessMixin:
         "retrieve": AccessMode.READ,
         "partial_update": AccessMode.WRITE,
         "destroy": AccessMode.ADMINISTRATE,
+        "sharing_token": AccessMode.WRITE,
+        "revoke_sharing_token": AccessMode.WRITE,
     }
     request: Request
     action: str | None
@@ -64,17 +95,74 @@ class DatasetAccessMixin:
         return mode
 
     def get_queryset(self) -> QuerySet[Dataset]:
-        return datasets_for_user(self.request.user, self.access_mode()).select_related(
-            "organization", "datastore"
+        return (
+            datasets_for_user(self.request.user, self.access_mode())
+            .select_related("organization", "datastore")
+            .prefetch_related(*DATASET_PREFETCH)
         )
 
     def get_object(self) -> Dataset:
-        return get_dataset_for_user(
-            self.request.user,
-            self.kwargs["organization"],
-            self.kwargs["name"],
-            self.access_mode(),
+        organization, name = self.kwargs["organization"], self.kwargs["name"]
+        mode = self.access_mode()
+        if mode is AccessMode.READ:
+            # A sharing token opens its one dataset, read-only, without login.
+            shared = check_sharing_token(
+                sharing_token_of(self.request), organization, name
+            )
+            if shared is not None:
+                return shared
+        return get_dataset_for_user(self.request.user, organization, name, mode)
+
+
+def sharing_token_of(request: Request) -> str | None:
+    """A sharing token sent as `?token=` or in the `X-Auth-Token` header."""
+    token = request.query_params.get("token") or request.headers.get(USER_TOKEN_HEADER)
+    return token if token and token.startswith(SHARING_TOKEN_PREFIX) else None
+
+
+def _apply_list_filters(
+    queryset: QuerySet[Dataset], params: dict[str, Any]
+) -> QuerySet[Dataset]:
+    if params.get("q"):
+        text = params["q"]
+        queryset = queryset.filter(
+            Q(name__icontains=text)
+            | Q(display_name__icontains=text)
+            | Q(description__icontains=text)
         )
+    if params.get("organization"):
+        queryset = queryset.filter(organization__name=params["organization"])
+    if params.get("status"):
+        queryset = queryset.filter(status=params["status"])
+    if params.get("is_public") is not None:
+        queryset = queryset.filter(is_public=params["is_public"])
+    for tag in params.get("tag") or ():
+        # One EXISTS per tag: every tag must match, and no duplicate rows.
+        queryset = queryset.filter(
+            Exists(
+                Tag.datasets.through.objects.filter(
+                    dataset=OuterRef("pk"), tag__name=tag
+                )
+            )
+        )
+    if params.get("folder"):
+        folder = params["folder"]
+        if params.get("recursive"):
+            queryset = queryset.filter(
+                folder_id__in=FolderClosure.objects.filter(ancestor_id=folder).values(
+                    "descendant_id"
+                )
+            )
+        else:
+            queryset = queryset.filter(folder_id=folder)
+    ordering = params.get("ordering") or "name"
+    descending = ordering.startswith("-")
+    key = ordering.lstrip("-")
+    if key == "display_name":
+        expression = Lower(Coalesce(NullIf("display_name", Value("")), "name"))
+        ordered = expression.desc() if descending else expression.asc()
+        return queryset.order_by(ordered, "organization__name", "name")
+    return queryset.order_by(ordering, "organization__name", "name")
 
 
 class DatasetViewSet(
@@ -85,41 +173,158 @@ class DatasetViewSet(
 ):
     """`/api/datasets/` and `/api/datasets/{organization}/{name}/`.
 
-    Anonymous callers see public datasets, so reading needs no login.
+    Anonymous callers see public datasets, so reading needs no login; changing
+    needs a login and the gates decide the rest.
     """
 
     serializer_class = DatasetSerializer
     pagination_class = StrictPageNumberPagination
     permission_classes = (AllowAny,)
 
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("list", "retrieve"):
+            return [AllowAny()]
+        return [IsAuthenticated()]
+
     def filter_queryset(self, queryset: QuerySet[Dataset]) -> QuerySet[Dataset]:
         if self.action != "list":
             return queryset
         query = DatasetListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        params = query.validated_data
-        if params.get("q"):
-            text = params["q"]
-            queryset = queryset.filter(
-                Q(name__icontains=text) | Q(display_name__icontains=text)
-            )
-        if params.get("organization"):
-            queryset = queryset.filter(organization__name=params["organization"])
-        if params.get("status"):
-            queryset = queryset.filter(status=params["status"])
-        return queryset.order_by("organization__name", "name")
+        params = dict(query.validated_data)
+        params["tag"] = self.request.query_params.getlist("tag")
+        if params.get("recursive") and not params.get("folder"):
+            raise serializers.ValidationError({"recursive": ["only with folder=<id>"]})
+        return _apply_list_filters(queryset, params)
 
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "q", OpenApiTypes.STR, description="in name or display name"
+                "q",
+                OpenApiTypes.STR,
+                description="in name, display name or description",
             ),
             OpenApiParameter("organization", OpenApiTypes.STR),
             OpenApiParameter("status", OpenApiTypes.STR),
+            OpenApiParameter(
+                "tag", OpenApiTypes.STR, many=True, description="repeat: all must match"
+            ),
+            OpenApiParameter("folder", OpenApiTypes.INT),
+            OpenApiParameter(
+                "recursive", OpenApiTypes.BOOL, description="include subfolders"
+            ),
+            OpenApiParameter("is_public", OpenApiTypes.BOOL),
+            OpenApiParameter("ordering", OpenApiTypes.STR, enum=DATASET_ORDERINGS),
         ]
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "token", OpenApiTypes.STR, description="a sharing token (vxs_...)"
+            )
+        ]
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=DatasetUpdateSerializer, responses=DatasetSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        dataset = self.get_object()
+        body = DatasetUpdateSerializer(data=request.data, dataset=dataset)
+        body.is_valid(raise_exception=True)
+        changes = dict(body.validated_data)
+        if "folder" in changes:
+            changes["folder"] = editable_folder(request.user, changes["folder"])
+            if changes["folder"].organization_id != dataset.organization_id:
+                raise serializers.ValidationError(
+                    {"folder": ["not a folder of the dataset's organization"]}
+                )
+        do_update_dataset(dataset, changes)
+        fresh = self.get_queryset().get(pk=dataset.pk)
+        return Response(DatasetSerializer(fresh).data)
+
+    @extend_schema(responses=DeletedSerializer)
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(do_delete_dataset(self.get_object()))
+
+    @extend_schema(responses=SharingTokenSerializer)
+    def sharing_token(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        dataset = self.get_object()
+        token = do_get_sharing_token(dataset)
+        return Response({"token": token, "dataset": str(dataset)})
+
+    @extend_schema(request=None, responses=SharingTokenSerializer)
+    def revoke_sharing_token(
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> Response:
+        dataset = self.get_object()
+        token = do_revoke_sharing_token(dataset)
+        return Response({"token": token, "dataset": str(dataset)})
+
+
+def editable_folder(user: Any, folder_id: int) -> Folder:
+    """A folder the caller may put things into: 404 unseen, 403 seen but not theirs."""
+    folder = get_folder_for_user(user, folder_id, AccessMode.READ)
+    if not folders_editable_by(user).filter(pk=folder.pk).exists():
+        raise PermissionDenied(f"you may not change folder {folder.name!r}")
+    return folder
+
+
+class MoveDatasetsView(APIView):
+    """`POST /api/datasets/move/`: move several datasets into a folder at once."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(request=MoveDatasetsSerializer, responses=MovedSerializer)
+    def post(self, request: Request) -> Response:
+        body = MoveDatasetsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        folder = editable_folder(request.user, body.validated_data["folder"])
+        wanted = {tuple(item.split("/", 1)) for item in body.validated_data["datasets"]}
+        condition = Q(pk__in=[])
+        for organization, name in wanted:
+            condition |= Q(organization__name=organization, name=name)
+        found = list(
+            datasets_managed_by(request.user)
+            .filter(condition)
+            .select_related("organization")
+        )
+        missing = wanted - {(d.organization.name, d.name) for d in found}
+        if missing:
+            raise NotFound(
+                "datasets not found: "
+                + ", ".join(sorted(f"{o}/{n}" for o, n in missing)[:20])
+            )
+        return Response({"moved": do_move_datasets(found, folder)})
+
+
+class TagListView(APIView):
+    """`GET /api/tags/`: the tags of the datasets the caller sees, with counts."""
+
+    permission_classes = (AllowAny,)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("organization", OpenApiTypes.STR)],
+        responses=TagCountSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        visible = datasets_visible_to(request.user)
+        organization = request.query_params.get("organization")
+        if organization:
+            visible = visible.filter(organization__name=organization[:200])
+        tags = (
+            Tag.objects.filter(datasets__in=visible)
+            .values("name")
+            .annotate(datasets=Count("datasets"))
+            .order_by("name")
+        )
+        merged: dict[str, int] = {}
+        for row in tags:
+            merged[row["name"]] = merged.get(row["name"], 0) + row["datasets"]
+        return Response([{"name": n, "datasets": c} for n, c in merged.items()])
 
 
 class DatasetReportView(DatastoreOnlyView):
