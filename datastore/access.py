@@ -37,8 +37,13 @@ _WARNING_INTERVAL = 30.0
 
 
 def request_token(request: web.BaseRequest) -> str | None:
-    """The caller's token from `?token=` or the `X-Auth-Token` header, if any."""
-    token = request.query.get("token") or request.headers.get(USER_TOKEN_HEADER)
+    """The caller's token from `?token=` (or WEBKNOSSOS's `?sharingToken=`) or the
+    `X-Auth-Token` header, if any."""
+    token = (
+        request.query.get("token")
+        or request.query.get("sharingToken")
+        or request.headers.get(USER_TOKEN_HEADER)
+    )
     return token or None
 
 

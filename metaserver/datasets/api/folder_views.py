@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -19,7 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metaserver.accounts.models import Team
+from metaserver.accounts.access import member_organization_ids
+from metaserver.accounts.models import Organization, Team
 from metaserver.datasets.access import (
     annotate_folder_access,
     folders_editable_by,
@@ -64,6 +65,18 @@ def _with_details(folders: QuerySet[Folder], user: Any) -> QuerySet[Folder]:
     )
 
 
+def _ensure_roots(user: Any) -> None:
+    """Organizations made outside our actions (Django admin) get their root now."""
+    has_root = Exists(Folder.objects.filter(organization=OuterRef("pk"), parent=None))
+    without_root = (
+        Organization.objects.filter(pk__in=member_organization_ids(user))
+        .exclude(has_root)
+        .values_list("pk", flat=True)
+    )
+    for organization_id in without_root:
+        Folder.objects.root_of(organization_id)
+
+
 def _teams(folder: Folder, ids: list[int]) -> list[Team]:
     teams = list(
         Team.objects.filter(pk__in=ids, organization_id=folder.organization_id)
@@ -103,6 +116,7 @@ class FolderListView(APIView):
         """Every folder the caller sees (flat; `parent` links build the tree)."""
         query = FolderQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        _ensure_roots(request.user)
         folders = folders_visible_to(request.user)
         if query.validated_data.get("organization"):
             folders = folders.filter(

@@ -211,11 +211,11 @@ class DatasetListQuerySerializer(serializers.Serializer):
     organization = serializers.RegexField(NAME_PATTERN, required=False)
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     tag = serializers.ListField(
-        child=serializers.CharField(max_length=TAG_NAME_MAX_CHARS),
+        child=serializers.CharField(max_length=TAG_NAME_MAX_CHARS, allow_blank=True),
         required=False,
         max_length=20,
     )
-    folder = serializers.IntegerField(min_value=1, required=False)
+    folder = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     recursive = serializers.BooleanField(required=False, default=False)
     is_public = serializers.BooleanField(required=False, allow_null=True, default=None)
     ordering = serializers.ChoiceField(

@@ -115,8 +115,13 @@ class DatasetAccessMixin:
 
 
 def sharing_token_of(request: Request) -> str | None:
-    """A sharing token sent as `?token=` or in the `X-Auth-Token` header."""
-    token = request.query_params.get("token") or request.headers.get(USER_TOKEN_HEADER)
+    """A sharing token sent as `?token=`, `?sharingToken=` (WEBKNOSSOS's name) or
+    in the `X-Auth-Token` header."""
+    token = (
+        request.query_params.get("token")
+        or request.query_params.get("sharingToken")
+        or request.headers.get(USER_TOKEN_HEADER)
+    )
     return token if token and token.startswith(SHARING_TOKEN_PREFIX) else None
 
 
@@ -192,7 +197,8 @@ class DatasetViewSet(
         query = DatasetListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
-        params["tag"] = self.request.query_params.getlist("tag")
+        # An empty `?tag=` (a cleared filter box) filters nothing.
+        params["tag"] = [t for t in params.get("tag") or () if t.strip()]
         if params.get("recursive") and not params.get("folder"):
             raise serializers.ValidationError({"recursive": ["only with folder=<id>"]})
         return _apply_list_filters(queryset, params)
