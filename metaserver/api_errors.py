@@ -2,7 +2,8 @@
 
 DRF exceptions go through `api_exception_handler`; requests that never reach a DRF
 view (unknown routes, crashes, suspicious requests) through the `handler*` views,
-which answer JSON under `/api/` and Django's default pages elsewhere (the admin).
+which answer JSON under `/api/` and HTML pages elsewhere (the dashboard's
+`400.html`, `403.html`, `404.html` and `500.html` templates).
 Bodies are parsed by `BoundedJSONParser`, which caps their size and depth so that
 garbage gives a 400/413 and never a 500.
 """

@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "metaserver.accounts",
     "metaserver.datastores",
     "metaserver.datasets",
+    "metaserver.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +126,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -140,6 +142,10 @@ AUTHENTICATION_BACKENDS = [
 # Anonymous visitors see public datasets through the gates, not through guardian;
 # without this guardian would add a user row called "AnonymousUser".
 ANONYMOUS_USER_NAME = None
+# The dashboard's pages (metaserver.dashboard); the API answers 401/403 instead.
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "dashboard:login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -1,4 +1,4 @@
-"""The metaserver's URLs: the REST API under /api/, the admin under /admin/."""
+"""URLs: the REST API under /api/, the admin under /admin/, the dashboard elsewhere."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ api_urlpatterns = [
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("admin/", admin.site.urls),
+    path("", include("metaserver.dashboard.urls")),
 ]
 
 handler400 = "metaserver.api_errors.bad_request"

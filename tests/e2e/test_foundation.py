@@ -14,7 +14,7 @@ import pytest
 
 from shared.protocol import DATASTORE_KEY_HEADER
 
-from .conftest import ORG, Services
+from .services import ORG, Services
 
 pytestmark = pytest.mark.e2e
 

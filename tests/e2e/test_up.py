@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import ROOT, free_port
+from .services import ROOT, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
