@@ -81,6 +81,16 @@ def _apply(state: DatasetState, status: Status, reason: str, datasource: Any) ->
     return True
 
 
+def _changed_on_disk(state: DatasetState, status: Status, datasource: Any) -> bool:
+    return (
+        state.status == Status.ACTIVE
+        and status == Status.ACTIVE
+        and state.datasource is not None
+        and datasource is not None
+        and datasource != state.datasource
+    )
+
+
 def do_apply_dataset_report(
     datastore: DataStore,
     reports: Sequence[DatasetReport] | Sequence[dict[str, Any]],
@@ -91,8 +101,10 @@ def do_apply_dataset_report(
 
     New datasets are created, reported ones updated (their datasource checked with
     `shared.datasource`; an invalid one makes the dataset `unusable` naming the
-    problem), and this datastore's datasets missing from the list become `unusable`
-    "not found on disk" (never deleted; remote and converting ones are left alone).
+    problem; a valid but different one of an active dataset is kept as its
+    `pending_datasource` until a person applies it), and this datastore's
+    datasets missing from the list become `unusable` "not found on disk" (never
+    deleted; remote and converting ones are left alone).
     Unknown organizations, invalid names and datasets another datastore already
     serves are ignored and listed. `unusable` in the answer counts this datastore's
     unusable datasets after the report. One transaction, a constant number of
@@ -172,8 +184,14 @@ def _apply_report(
         if state is not None:
             seen.add(state.pk)
             recorded = (state.status, state.status_reason, state.datasource)
-            if recorded == (report.status.value, report.reason, report.datasource):
+            reported = (report.status.value, report.reason, report.datasource)
+            if recorded == reported and state.pending_datasource is None:
                 continue  # recorded exactly like this before: nothing to check
+            if (
+                report.datasource is not None
+                and report.datasource == state.pending_datasource
+            ):
+                continue  # the same change on disk, still waiting for a person
         status, reason = _evaluate(report)
         if state is None:
             new.append(
@@ -188,7 +206,15 @@ def _apply_report(
                     updated=now,
                 )
             )
-        elif _apply(state, status, reason, report.datasource):
+        elif _changed_on_disk(state, status, report.datasource):
+            # An active dataset's file changed: a person compares and applies it.
+            state.pending_datasource = report.datasource
+            changed.append(state)
+        elif (
+            _apply(state, status, reason, report.datasource)
+            or state.pending_datasource is not None
+        ):
+            state.pending_datasource = None
             changed.append(state)
     roots = {
         org_id: Folder.objects.root_of(org_id).pk

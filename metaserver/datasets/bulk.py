@@ -51,6 +51,7 @@ class DatasetState:
     status_reason: str
     datasource: Any
     is_remote: bool
+    pending_datasource: Any = None
 
 
 def load_states(where: Q) -> list[DatasetState]:
@@ -66,10 +67,21 @@ def load_states(where: Q) -> list[DatasetState]:
         "status_reason",
         Cast("datasource", TextField()),
         "is_remote",
+        Cast("pending_datasource", TextField()),
     )
     return [
-        DatasetState(pk, org, store, name, status, reason, _loads(source), remote)
-        for pk, org, store, name, status, reason, source, remote in rows
+        DatasetState(
+            pk,
+            org,
+            store,
+            name,
+            status,
+            reason,
+            _loads(source),
+            remote,
+            _loads(pending),
+        )
+        for pk, org, store, name, status, reason, source, remote, pending in rows
     ]
 
 
@@ -122,7 +134,8 @@ def insert_datasets(rows: Sequence[Dataset]) -> None:
 
 
 def update_datasets(states: Iterable[DatasetState], updated: datetime) -> None:
-    """Write `status`, `status_reason`, `datasource` of `states`, and `updated`."""
+    """Write status, reason, datasource and pending datasource of `states`, and
+    `updated`."""
     states = list(states)
     if not states:
         return
@@ -134,11 +147,12 @@ def update_datasets(states: Iterable[DatasetState], updated: datetime) -> None:
                     status=s.status,
                     status_reason=s.status_reason,
                     datasource=s.datasource,
+                    pending_datasource=s.pending_datasource,
                     updated=updated,
                 )
                 for s in states
             ],
-            ["status", "status_reason", "datasource", "updated"],
+            ["status", "status_reason", "datasource", "pending_datasource", "updated"],
             batch_size=_BATCH,
         )
         return
@@ -149,6 +163,7 @@ def update_datasets(states: Iterable[DatasetState], updated: datetime) -> None:
                 "status": s.status,
                 "status_reason": s.status_reason,
                 "datasource": s.datasource,
+                "pending_datasource": s.pending_datasource,
             }
             for s in states
         ]
@@ -156,9 +171,11 @@ def update_datasets(states: Iterable[DatasetState], updated: datetime) -> None:
     table = connection.ops.quote_name(Dataset._meta.db_table)
     sql = (
         f"UPDATE {table} AS d SET status = v.status, "  # noqa: S608 (table name from the model)
-        "status_reason = v.status_reason, datasource = v.datasource, updated = %s "
+        "status_reason = v.status_reason, datasource = v.datasource, "
+        "pending_datasource = v.pending_datasource, updated = %s "
         "FROM jsonb_to_recordset(%s::jsonb) "
-        "AS v(id bigint, status text, status_reason text, datasource jsonb) "
+        "AS v(id bigint, status text, status_reason text, datasource jsonb, "
+        "pending_datasource jsonb) "
         "WHERE d.id = v.id"
     )
     with connection.cursor() as cursor:

@@ -135,7 +135,9 @@ def do_update_dataset(dataset: Dataset, changes: dict[str, Any]) -> Dataset:
             fields.append("folder")
         if new_datasource is not None:
             locked.datasource = new_datasource
-            fields.append("datasource")
+            # What is on disk now is what the person chose.
+            locked.pending_datasource = None
+            fields += ["datasource", "pending_datasource"]
             if locked.status in (Status.NEEDS_REVIEW, Status.UNUSABLE):
                 # The node validated and wrote it; the next scan will agree.
                 locked.status, locked.status_reason = Status.ACTIVE, ""
@@ -151,6 +153,33 @@ def do_update_dataset(dataset: Dataset, changes: dict[str, Any]) -> Dataset:
         "updated dataset %s: %s", dataset, ", ".join(sorted(changes)) or "nothing"
     )
     return locked
+
+
+class NothingPending(APIException):
+    status_code = 409
+    default_detail = "The datasource on disk has not changed; nothing to apply."
+    default_code = "conflict"
+
+
+def do_apply_pending_datasource(dataset: Dataset) -> Dataset:
+    """Take the datasource-properties.json found on disk as the dataset's datasource."""
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        if locked.pending_datasource is None:
+            raise NothingPending()
+        locked.datasource = locked.pending_datasource
+        locked.pending_datasource = None
+        locked.updated = timezone.now()
+        locked.save(update_fields=["datasource", "pending_datasource", "updated"])
+    logger.info("applied the datasource found on disk to %s", dataset)
+    return locked
+
+
+def do_discard_pending_datasource(dataset: Dataset) -> Dataset:
+    """Keep the recorded datasource: write it back to disk, forget the change."""
+    if dataset.pending_datasource is None or dataset.datasource is None:
+        raise NothingPending()
+    return do_update_dataset(dataset, {"datasource": dataset.datasource})
 
 
 def do_move_datasets(datasets: Sequence[Dataset], folder: Folder) -> int:

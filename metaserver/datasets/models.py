@@ -170,6 +170,9 @@ class Dataset(models.Model):
     )
     status_reason = models.TextField(blank=True)
     datasource = models.JSONField(null=True, blank=True)
+    # A different datasource-properties.json found on disk for an active dataset:
+    # kept aside until a person applies it (or writes `datasource` back to disk).
+    pending_datasource = models.JSONField(null=True, blank=True)
     folder = models.ForeignKey(
         Folder, on_delete=models.PROTECT, related_name="datasets"
     )

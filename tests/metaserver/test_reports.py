@@ -61,13 +61,58 @@ def test_repeating_a_report_changes_nothing(world: World) -> None:
     assert row("a").updated == before
 
 
-def test_changed_datasource_updates_the_dataset(world: World) -> None:
+def test_changed_datasource_of_an_active_dataset_waits_for_a_person(
+    world: World,
+) -> None:
     report(world, entry("a"))
     changed = datasource("a")
     changed["dataLayers"][0]["boundingBox"]["width"] = 128
     answer = report(world, entry("a", props=changed)).json()
     assert answer["updated"] == 1
-    assert row("a").datasource["dataLayers"][0]["boundingBox"]["width"] == 128
+    assert row("a").datasource == datasource("a")
+    assert row("a").pending_datasource == changed
+    # The same change reported again is nothing new.
+    assert report(world, entry("a", props=changed)).json()["updated"] == 0
+    # Applied through the API, it becomes the datasource.
+    response = world.client("admin").post(
+        "/api/datasets/lab/a/pending-datasource/", {"action": "apply"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["datasource"] == changed
+    assert response.json()["pending_datasource"] is None
+    assert report(world, entry("a", props=changed)).json()["updated"] == 0
+
+
+def test_file_changed_back_on_disk_clears_the_pending_change(world: World) -> None:
+    report(world, entry("a"))
+    changed = datasource("a")
+    changed["scale"]["factor"] = [1, 1, 1]
+    report(world, entry("a", props=changed))
+    assert row("a").pending_datasource == changed
+    assert report(world, entry("a")).json()["updated"] == 1
+    assert row("a").pending_datasource is None
+    assert row("a").datasource == datasource("a")
+
+
+def test_changed_datasource_of_a_dataset_under_review_is_taken_at_once(
+    world: World,
+) -> None:
+    report(world, entry("a", status="needs_review", props=None))
+    answer = report(world, entry("a")).json()
+    assert answer["updated"] == 1
+    assert (row("a").status, row("a").datasource) == ("active", datasource("a"))
+    assert row("a").pending_datasource is None
+
+
+def test_applying_without_a_pending_change_is_409(world: World) -> None:
+    report(world, entry("a"))
+    client = world.client("admin")
+    url = "/api/datasets/lab/a/pending-datasource/"
+    assert_json_error(client.post(url, {"action": "apply"}, format="json"), 409)
+    assert_json_error(client.post(url, {"action": "discard"}, format="json"), 409)
+    assert_json_error(client.post(url, {"action": "merge"}, format="json"), 400)
+    member = world.client("member").post(url, {"action": "apply"}, format="json")
+    assert_json_error(member, 404)
 
 
 def test_dataset_missing_from_a_report_becomes_unusable_not_found_on_disk(
@@ -283,12 +328,12 @@ def test_report_runs_a_constant_number_of_queries(
         second = report(world, *kept).json()
     assert second["updated"] == count // 2
     assert second["unusable"] == count // 4
-    widths = {
-        d.name: d.datasource["dataLayers"][0]["boundingBox"]["width"]
-        for d in Dataset.objects.all()
+    pending = {
+        d.name: d.pending_datasource["dataLayers"][0]["boundingBox"]["width"]
+        for d in Dataset.objects.exclude(pending_datasource=None)
     }
-    assert widths["d00000"] == 99
-    assert widths[f"d{count - 1:05d}"] == 64
+    assert len(pending) == count // 2
+    assert pending["d00000"] == 99
     assert Dataset.objects.filter(status=Status.UNUSABLE).count() == count // 4
 
 

@@ -55,6 +55,11 @@ class DatasetSerializer(serializers.ModelSerializer):
     organization = serializers.CharField(source="organization.name", read_only=True)
     datastore = DatastoreRefSerializer(read_only=True)
     datasource = serializers.JSONField(read_only=True, allow_null=True)
+    pending_datasource = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="a changed datasource-properties.json found on disk, not applied",
+    )
     default_view_configuration = serializers.JSONField(read_only=True, allow_null=True)
     folder = serializers.IntegerField(source="folder_id", read_only=True)
     tags = serializers.SerializerMethodField()
@@ -73,6 +78,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "status_reason",
             "datastore",
             "datasource",
+            "pending_datasource",
             "folder",
             "tags",
             "allowed_teams",
@@ -226,6 +232,12 @@ class DatasetListQuerySerializer(serializers.Serializer):
 class SharingTokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     dataset = serializers.CharField()
+
+
+class PendingDatasourceActionSerializer(serializers.Serializer):
+    """Body of `POST .../pending-datasource/`: take the disk's version or keep ours."""
+
+    action = serializers.ChoiceField(choices=["apply", "discard"])
 
 
 class MoveDatasetsSerializer(serializers.Serializer):

@@ -13,6 +13,11 @@ from metaserver.routing import api_route
 
 urlpatterns = [
     api_route("datasets/", DatasetViewSet.as_view({"get": "list"}), "dataset-list"),
+    api_route(
+        "datasets/{organization}/{name}/pending-datasource/",
+        DatasetViewSet.as_view({"post": "pending_datasource"}),
+        "dataset-pending-datasource",
+    ),
     api_route("datasets/move/", MoveDatasetsView.as_view(), "dataset-move"),
     api_route(
         "datasets/{organization}/{name}/",

@@ -41,13 +41,16 @@ from metaserver.datasets.api.serializers import (
     DeletedSerializer,
     MoveDatasetsSerializer,
     MovedSerializer,
+    PendingDatasourceActionSerializer,
     ReportAnswerSerializer,
     SharingTokenSerializer,
     TagCountSerializer,
     ValidateAccessSerializer,
 )
 from metaserver.datasets.dataset_actions import (
+    do_apply_pending_datasource,
     do_delete_dataset,
+    do_discard_pending_datasource,
     do_get_sharing_token,
     do_move_datasets,
     do_revoke_sharing_token,
@@ -83,6 +86,7 @@ class DatasetAccessMixin:
         "destroy": AccessMode.ADMINISTRATE,
         "sharing_token": AccessMode.WRITE,
         "revoke_sharing_token": AccessMode.WRITE,
+        "pending_datasource": AccessMode.WRITE,
     }
     request: Request
     action: str | None
@@ -269,6 +273,23 @@ class DatasetViewSet(
         dataset = self.get_object()
         token = do_revoke_sharing_token(dataset)
         return Response({"token": token, "dataset": str(dataset)})
+
+    @extend_schema(
+        request=PendingDatasourceActionSerializer, responses=DatasetSerializer
+    )
+    def pending_datasource(
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> Response:
+        """Apply the datasource found on disk, or discard it (write ours back)."""
+        dataset = self.get_object()
+        body = PendingDatasourceActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if body.validated_data["action"] == "apply":
+            do_apply_pending_datasource(dataset)
+        else:
+            do_discard_pending_datasource(dataset)
+        fresh = self.get_queryset().get(pk=dataset.pk)
+        return Response(DatasetSerializer(fresh).data)
 
 
 def editable_folder(user: Any, folder_id: int) -> Folder:
