@@ -224,3 +224,31 @@ class Dataset(models.Model):
         if self.folder_id is None and self.organization_id is not None:
             self.folder = Folder.objects.root_of(self.organization_id)
         super().save(*args, **kwargs)
+
+
+class UserViewConfiguration(models.Model):
+    """A user's own last view of a dataset (position, zoom, layer settings).
+
+    The top of the view configuration hierarchy: it wins over the dataset's
+    default, which wins over the datasource's (`datasets.view_hierarchy`). Saved
+    by the dashboard's viewer, in WEBKNOSSOS camelCase like the defaults.
+    """
+
+    user = models.ForeignKey(
+        "accounts.User", on_delete=models.CASCADE, related_name="view_configurations"
+    )
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.CASCADE, related_name="user_view_configurations"
+    )
+    configuration = models.JSONField()
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("user", "dataset"), name="user_view_configuration_unique"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.dataset_id}"

@@ -65,7 +65,8 @@ def test_sharing_token_opens_its_dataset_without_login(
     patch = anonymous.patch(
         f"/api/datasets/lab/shared/?token={token}", {"is_public": True}, format="json"
     )
-    assert patch.status_code in (401, 403)
+    assert patch.status_code == 403, patch.content
+    assert "read-only" in patch.json()["detail"]
 
 
 def test_sharing_token_in_validate_access_reads_only_its_dataset(

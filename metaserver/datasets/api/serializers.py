@@ -103,6 +103,17 @@ class DatasetSerializer(serializers.ModelSerializer):
         return render_markdown(dataset.description)
 
 
+class DatasetListItemSerializer(DatasetSerializer):
+    """A dataset in a listing: everything but the rendered description (per page
+    of 100 rows, Markdown rendering costs more than the queries)."""
+
+    class Meta(DatasetSerializer.Meta):
+        fields = tuple(
+            f for f in DatasetSerializer.Meta.fields if f != "description_html"
+        )
+        read_only_fields = fields
+
+
 def layer_names(datasource: Any) -> list[str] | None:
     """Names of the layers of a datasource dict, None when it has no layer list."""
     if not isinstance(datasource, dict):

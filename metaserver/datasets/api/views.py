@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,6 +34,7 @@ from metaserver.datasets.api.serializers import (
     DATASET_ORDERINGS,
     DATASET_PREFETCH,
     AccessAnswerSerializer,
+    DatasetListItemSerializer,
     DatasetListQuerySerializer,
     DatasetReportSerializer,
     DatasetSerializer,
@@ -170,8 +171,21 @@ def _apply_list_filters(
     if key == "display_name":
         expression = Lower(Coalesce(NullIf("display_name", Value("")), "name"))
         ordered = expression.desc() if descending else expression.asc()
-        return queryset.order_by(ordered, "organization__name", "name")
-    return queryset.order_by(ordering, "organization__name", "name")
+        return queryset.order_by(ordered, "name", "organization_id")
+    if key == "name":
+        return queryset.order_by(ordering, "organization_id")
+    return queryset.order_by(ordering, "name", "organization_id")
+
+
+class NotWithSharingToken(BasePermission):
+    """A sharing token presented for a change is a 403, not a login prompt."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        logged_in = bool(request.user and request.user.is_authenticated)
+        if not logged_in and sharing_token_of(request) is not None:
+            # Raised here: DRF would turn a plain False into 401 for anonymous.
+            raise PermissionDenied("sharing tokens are read-only")
+        return True
 
 
 class DatasetViewSet(
@@ -193,7 +207,7 @@ class DatasetViewSet(
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve"):
             return [AllowAny()]
-        return [IsAuthenticated()]
+        return [NotWithSharingToken(), IsAuthenticated()]
 
     def filter_queryset(self, queryset: QuerySet[Dataset]) -> QuerySet[Dataset]:
         if self.action != "list":
@@ -228,7 +242,15 @@ class DatasetViewSet(
         ]
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
+        # Page through narrow rows (ids) and load the wide ones (datasources) only
+        # for the page: sorting thousands of visible datasets at full width costs
+        # more than the extra query.
+        ordered = self.filter_queryset(self.get_queryset())
+        page_ids = self.paginate_queryset(ordered.values_list("pk", flat=True)) or []
+        rows = {row.pk: row for row in self.get_queryset().filter(pk__in=page_ids)}
+        page = [rows[pk] for pk in page_ids if pk in rows]
+        data = DatasetListItemSerializer(page, many=True).data
+        return self.get_paginated_response(data)
 
     @extend_schema(
         parameters=[
