@@ -41,14 +41,13 @@ class MetaserverLink:
         self._inbox = inbox
         self._heartbeat_interval = heartbeat_interval
         self.registered = asyncio.Event()
-        self._metaserver_token: str | None = None
         self._report_wanted = asyncio.Event()
         self._reachable: bool | None = None
         self.reports_sent = 0
 
     def is_metaserver_token(self, token: str | None) -> bool:
         """True for the secret the metaserver got at our last registration."""
-        expected = self._metaserver_token
+        expected = self.client.metaserver_token
         if not token or not expected:
             return False
         return hmac.compare_digest(token.encode(), expected.encode())
@@ -79,7 +78,6 @@ class MetaserverLink:
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
                 continue
-            self._metaserver_token = registration.metaserver_token
             self._note_reachable(True)
             logger.info("registered as datastore %r", registration.name)
             self.registered.set()
@@ -94,7 +92,7 @@ class MetaserverLink:
             try:
                 await self.client.heartbeat()
             except MetaserverRejected as e:
-                # An unknown or replaced registration: start over.
+                # Refused even after the client registered once more: start over.
                 logger.warning("heartbeat refused (%s); registering again", e)
                 self.registered.clear()
                 await self._register_until_done()

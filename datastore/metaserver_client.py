@@ -1,13 +1,21 @@
 """The datastore's side of the wire contract in `shared.protocol`.
 
 The datastore key travels only in `DATASTORE_KEY_HEADER`, never in a URL, and
-every call has a timeout so a stalled metaserver cannot pile up requests.
+every call has a timeout so a stalled metaserver cannot pile up requests. Every
+call after registration is also signed (`shared.tokens`) with the metaserver token
+the registration answered; the client holds that token, registers on demand when
+it has none, and registers again once when a signed call is refused (another
+registration may have rotated the token).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote
@@ -18,12 +26,14 @@ from datastore.config import DatastoreSettings
 from shared.protocol import (
     DATASTORE_KEY_HEADER,
     HEARTBEAT_PATH,
+    MAX_CLOCK_SKEW_SECONDS,
     REGISTER_PATH,
     REPORT_PATH,
     VALIDATE_ACCESS_PATH,
     AccessMode,
     DatasetStatus,
 )
+from shared.tokens import sign_request
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +108,11 @@ class ReportResult:
 class MetaserverClient:
     """Calls from this datastore to the metaserver, over one shared session."""
 
+    # A refused signed call re-registers at most this often: a cause that
+    # registering does not cure (a skewed clock) must not rotate the token on
+    # every access check.
+    MIN_REREGISTER_SECONDS = 5.0
+
     def __init__(
         self, session: aiohttp.ClientSession, settings: DatastoreSettings
     ) -> None:
@@ -105,13 +120,19 @@ class MetaserverClient:
         self._settings = settings
         self._base = settings.metaserver_url.rstrip("/")
         self._name = quote(settings.name, safe="")
+        self._metaserver_token: str | None = None
+        self._registered_at = -float("inf")
+        # One registration at a time: each one rotates the token.
+        self._registering = asyncio.Lock()
 
     @property
     def base_url(self) -> str:
         return self._base
 
-    def _url(self, path_template: str) -> str:
-        return self._base + path_template.format(name=self._name)
+    @property
+    def metaserver_token(self) -> str | None:
+        """The secret of the last registration: signs our calls, proves theirs."""
+        return self._metaserver_token
 
     async def _post(
         self,
@@ -119,17 +140,47 @@ class MetaserverClient:
         body: dict[str, Any],
         client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
     ) -> dict[str, Any]:
-        url = self._url(path_template)
-        headers = {DATASTORE_KEY_HEADER: self._settings.key}
+        """A signed call; registers first if needed, and once more if refused."""
+        # Serialized once: the signature covers exactly the bytes sent.
+        raw = json.dumps(body).encode()
+        token = self._metaserver_token or await self._renew_token(None, None)
+        try:
+            return await self._send(path_template, raw, client_timeout, token)
+        except MetaserverRejected as e:
+            if e.status not in (401, 403):
+                raise
+            logger.warning("metaserver refused a signed call (%s); registering", e)
+            token = await self._renew_token(token, e)
+        return await self._send(path_template, raw, client_timeout, token)
+
+    async def _send(
+        self,
+        path_template: str,
+        raw: bytes,
+        client_timeout: aiohttp.ClientTimeout,
+        token: str | None,
+    ) -> dict[str, Any]:
+        """POST `raw`; signed with `token` unless it is None (registration)."""
+        path = path_template.format(name=self._name)
+        headers = {
+            DATASTORE_KEY_HEADER: self._settings.key,
+            "Content-Type": "application/json",
+        }
+        if token is not None:
+            headers |= sign_request(
+                token, "POST", path, raw, timestamp=int(time.time())
+            )
         try:
             async with self._session.post(
-                url, json=body, headers=headers, timeout=client_timeout
+                self._base + path, data=raw, headers=headers, timeout=client_timeout
             ) as response:
                 if response.status >= 500:
                     raise MetaserverUnavailable(
                         f"metaserver answered {response.status} to {path_template}"
                     )
                 if response.status >= 400:
+                    if token is not None and response.status in (401, 403):
+                        _warn_about_clock_skew(response)
                     raise MetaserverRejected(
                         f"metaserver refused {path_template} with {response.status}: "
                         f"{await _error_text(response)}",
@@ -146,20 +197,41 @@ class MetaserverClient:
             raise MetaserverUnavailable("metaserver answer is not a JSON object")
         return data
 
+    async def _renew_token(
+        self, stale: str | None, refused: MetaserverRejected | None
+    ) -> str:
+        """A token newer than `stale`: registers unless another call just did."""
+        async with self._registering:
+            current = self._metaserver_token
+            if current is not None and current != stale:
+                return current
+            recently = time.monotonic() - self._registered_at
+            if refused is not None and recently < self.MIN_REREGISTER_SECONDS:
+                raise refused
+            registration = await self._register_locked()
+            return registration.metaserver_token
+
     async def register(self) -> Registration:
         """Announce this node; the answer carries the token the metaserver will use."""
-        data = await self._post(
-            REGISTER_PATH,
-            {
-                "url": self._settings.url,
-                "public_url": self._settings.public_url,
-                "allows_upload": self._settings.allows_upload,
-                "version": _our_version(),
-            },
+        async with self._registering:
+            return await self._register_locked()
+
+    async def _register_locked(self) -> Registration:
+        # The key alone: before this answer there is no shared secret to sign with.
+        body = {
+            "url": self._settings.url,
+            "public_url": self._settings.public_url,
+            "allows_upload": self._settings.allows_upload,
+            "version": _our_version(),
+        }
+        data = await self._send(
+            REGISTER_PATH, json.dumps(body).encode(), DEFAULT_TIMEOUT, None
         )
         token = data.get("metaserver_token")
         if not isinstance(token, str) or not token:
             raise MetaserverUnavailable("registration answer lacks metaserver_token")
+        self._metaserver_token = token
+        self._registered_at = time.monotonic()
         return Registration(
             name=str(data.get("name", self._settings.name)), metaserver_token=token
         )
@@ -206,6 +278,22 @@ class MetaserverClient:
         ):
             cache_seconds = 0
         return AccessAnswer(allowed=allowed, cache_seconds=max(0, int(cache_seconds)))
+
+
+def _warn_about_clock_skew(response: aiohttp.ClientResponse) -> None:
+    """Signed calls fail silently on a skewed clock; the answer's Date tells."""
+    try:
+        their_time = parsedate_to_datetime(response.headers["Date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return
+    skew = time.time() - their_time
+    if abs(skew) > MAX_CLOCK_SKEW_SECONDS / 2:
+        logger.warning(
+            "this node's clock is %+.0f s off the metaserver's; signed calls need "
+            "less than %d s (use NTP)",
+            skew,
+            MAX_CLOCK_SKEW_SECONDS,
+        )
 
 
 async def _error_text(response: aiohttp.ClientResponse) -> str:

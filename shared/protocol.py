@@ -3,7 +3,12 @@
 Both services import these names so the two sides cannot drift apart.
 
 Datastore -> metaserver (all JSON, all carry `DATASTORE_KEY_HEADER`; never a query
-string). `{name}` is the datastore's name.
+string). `{name}` is the datastore's name. Every call but `register` is also signed
+with the `metaserver_token` of the last registration (`shared.tokens`): the headers
+`TIMESTAMP_HEADER`, `NONCE_HEADER` and `SIGNATURE_HEADER`, an HMAC-SHA256 over the
+timestamp, nonce, method, path with query (relative to the metaserver's root) and
+body. A timestamp more than `MAX_CLOCK_SKEW_SECONDS` away from the metaserver's clock,
+or a nonce seen before, is refused.
 
 - `POST /api/datastores/{name}/register`
   body `{"url": str, "public_url": str, "allows_upload": bool, "version": str}`
@@ -28,7 +33,9 @@ string). `{name}` is the datastore's name.
   on this datastore (for example trigger an inbox scan).
 
 Errors from the metaserver are JSON `{"error": str, "detail": ...}`; a wrong or
-missing key gives 401/403 without details.
+missing key or signature, a stale timestamp or a replayed nonce gives 401 (missing)
+or 403 (wrong) without details. After a 401/403 to a signed call a datastore
+registers again (its token may have been rotated) and retries once.
 """
 
 from __future__ import annotations
@@ -40,6 +47,14 @@ DATASTORE_KEY_HEADER: Final = "X-Voxelhub-Datastore-Key"
 METASERVER_TOKEN_HEADER: Final = "X-Voxelhub-Metaserver-Token"  # noqa: S105 (a header name)
 USER_TOKEN_HEADER: Final = "X-Auth-Token"  # noqa: S105 (a header name)
 MISSING_BUCKETS_HEADER: Final = "MISSING-BUCKETS"
+TIMESTAMP_HEADER: Final = "X-Voxelhub-Timestamp"
+NONCE_HEADER: Final = "X-Voxelhub-Nonce"
+SIGNATURE_HEADER: Final = "X-Voxelhub-Signature"
+SIGNATURE_HEADERS: Final = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
+
+# Signed requests are accepted this far from the receiver's clock (both ways); the
+# receiver remembers nonces for twice as long. Clocks need NTP.
+MAX_CLOCK_SKEW_SECONDS: Final = 60
 
 REGISTER_PATH: Final = "/api/datastores/{name}/register"
 HEARTBEAT_PATH: Final = "/api/datastores/{name}/heartbeat"

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from metaserver.accounts.models import hash_secret
-from metaserver.datastores.models import DataStore
+from metaserver.datastores.models import DataStore, DatastoreNonce
+from shared.protocol import MAX_CLOCK_SKEW_SECONDS
 
 logger = logging.getLogger(__name__)
 
 # Shorter keys could be guessed; the generated ones have 43 characters.
 MIN_KEY_LENGTH = 32
+# A request is fresh within +-MAX_CLOCK_SKEW_SECONDS of its timestamp, so its first
+# use and a replay are at most twice that apart: older nonces cannot match again.
+NONCE_RETENTION = timedelta(seconds=2 * MAX_CLOCK_SKEW_SECONDS)
 
 
 def _checked_key(key: str | None) -> str:
@@ -123,11 +128,27 @@ def do_register_datastore(
 
 
 def do_record_heartbeat(datastore: DataStore) -> None:
-    """The datastore is alive now."""
+    """The datastore is alive now; nonces too old to matter are pruned meanwhile."""
     now = timezone.now()
     # One UPDATE: atomic by itself, no transaction block needed.
     DataStore.objects.filter(pk=datastore.pk).update(last_heartbeat=now)
     datastore.last_heartbeat = now
+    # Of every datastore, so a removed node's last nonces go too; one DELETE.
+    DatastoreNonce.objects.filter(seen_at__lt=now - NONCE_RETENTION).delete()
+
+
+def do_use_nonce(datastore: DataStore, nonce: str) -> bool:
+    """Record `nonce` as used by `datastore`; False if it was used before (a replay).
+
+    One INSERT (in a savepoint, so a duplicate does not break a surrounding
+    transaction); the unique constraint decides, so concurrent replays lose too.
+    """
+    try:
+        with transaction.atomic():
+            DatastoreNonce.objects.create(datastore=datastore, nonce=nonce)
+    except IntegrityError:
+        return False
+    return True
 
 
 def do_delete_datastore(datastore: DataStore) -> None:

@@ -71,3 +71,28 @@ class DataStore(models.Model):
             return False
         stale = timedelta(seconds=settings.VOXELHUB_DATASTORE_STALE_SECONDS)
         return timezone.now() - self.last_heartbeat <= stale
+
+
+class DatastoreNonce(models.Model):
+    """A nonce of a signed datastore request, remembered to refuse its replay.
+
+    A nonce is accepted once per datastore; rows older than twice the allowed clock
+    skew can no longer match a fresh timestamp and are pruned on heartbeats.
+    """
+
+    # Indexed by the unique constraint, which starts with this column.
+    datastore = models.ForeignKey(
+        DataStore, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    nonce = models.CharField(max_length=64)
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("datastore", "nonce"), name="datastore_nonce_once"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.datastore_id}:{self.nonce}"

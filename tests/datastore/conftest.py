@@ -1,15 +1,18 @@
 """Fixtures for the datastore: sample data, a metaserver peer, running nodes.
 
 `MetaserverPeer` answers the datastore <-> metaserver contract of
-`shared.protocol` on a real loopback socket. It records every call and lets a test
-decide which tokens may do what; the real Django metaserver is exercised by the
-end-to-end tests.
+`shared.protocol` on a real loopback socket, checking the key and, after
+registration, the signature and nonce of every call as the metaserver does. It
+records every call and lets a test decide which tokens may do what; the real Django
+metaserver is exercised by the end-to-end tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +28,13 @@ from datastore.config import DatastoreSettings
 from shared.protocol import (
     DATASTORE_KEY_HEADER,
     HEARTBEAT_PATH,
+    NONCE_HEADER,
     REGISTER_PATH,
     REPORT_PATH,
+    SIGNATURE_HEADERS,
     VALIDATE_ACCESS_PATH,
 )
+from shared.tokens import verify_request
 from tests.datastore.samples import Expected, write_samples
 
 DATASTORE_KEY = "test-datastore-key-0123456789"
@@ -58,6 +64,9 @@ class MetaserverPeer:
     # (organization, dataset) readable by anyone, also without a token.
     public: set[tuple[str, str]] = field(default_factory=set)
     calls: list[RecordedCall] = field(default_factory=list)
+    # Why signed calls were refused (401/403), in order; nonces accepted so far.
+    refusals: list[str] = field(default_factory=list)
+    nonces: set[str] = field(default_factory=set)
     url: str = ""
     server: TestServer | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -91,7 +100,8 @@ class MetaserverPeer:
                 await self._arrived.wait()
 
     async def _record(self, kind: str, request: web.Request) -> Any:
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
         self.calls.append(
             RecordedCall(
                 kind,
@@ -106,7 +116,38 @@ class MetaserverPeer:
             raise web.HTTPForbidden(
                 text='{"error": "forbidden"}', content_type="application/json"
             )
+        if kind != "register":
+            self._check_signature(request, raw)
         return body
+
+    def _check_signature(self, request: web.Request, raw: bytes) -> None:
+        """Signed with the token of the last registration, fresh, nonce unused."""
+        if not all(request.headers.get(name) for name in SIGNATURE_HEADERS):
+            self.refusals.append("unsigned")
+            raise web.HTTPUnauthorized(
+                text='{"error": "unauthorized"}', content_type="application/json"
+            )
+        reason = verify_request(
+            self.metaserver_token,
+            request.method,
+            request.raw_path,  # exactly the path and query the node sent
+            raw,
+            request.headers,
+            now=time.time(),
+        )
+        nonce = request.headers[NONCE_HEADER]
+        if reason is None and nonce in self.nonces:
+            reason = "nonce used before (a replay)"
+        if reason is not None:
+            self.refusals.append(reason)
+            raise web.HTTPForbidden(
+                text='{"error": "forbidden"}', content_type="application/json"
+            )
+        self.nonces.add(nonce)
+
+    def rotate_token(self, token: str) -> None:
+        """Another registration happened elsewhere: the node's token is stale."""
+        self.metaserver_token = token
 
     def app(self) -> web.Application:
         async def register(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def world(db: None) -> World:
     other_datastore, other_key = do_create_datastore(
         "store2", "http://store2:8080", public_url="https://data.example.org"
     )
+    # Both registered earlier: each holds the token it signs its calls with.
+    for store in (datastore, other_datastore):
+        store.metaserver_token = secrets.token_urlsafe(32)
+        store.save(update_fields=["metaserver_token"])
     world = World(lab, other, alpha, datastore, key, other_datastore, other_key)
     roles: dict[str, tuple[Organization, Role]] = {
         "superuser": (other, Role.MEMBER),

@@ -17,14 +17,25 @@ from metaserver.bootstrap import (
     set_password_for,
 )
 from metaserver.datastores.models import DataStore
-from shared.protocol import HEARTBEAT_PATH
+from shared.protocol import HEARTBEAT_PATH, REGISTER_PATH
+
+from .world import SignedDatastoreClient
 
 
 def _works(setup_token: str, datastore_key: str, name: str = "localhost") -> None:
     me = APIClient().get("/api/user/", HTTP_AUTHORIZATION=f"Token {setup_token}")
     assert me.status_code == 200, me.content
-    beat = APIClient().post(
-        HEARTBEAT_PATH.format(name=name), HTTP_X_VOXELHUB_DATASTORE_KEY=datastore_key
+    url = DataStore.objects.get(name=name).url
+    # As the node does: register with the key alone, then sign with the answer.
+    registered = SignedDatastoreClient(datastore_key, None).post(
+        REGISTER_PATH.format(name=name),
+        {"url": url, "allows_upload": True},
+        format="json",
+    )
+    assert registered.status_code == 200, registered.content
+    token = registered.json()["metaserver_token"]
+    beat = SignedDatastoreClient(datastore_key, token).post(
+        HEARTBEAT_PATH.format(name=name)
     )
     assert beat.status_code == 200
 

@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 
 from metaserver.accounts.models import hash_secret
 from metaserver.datastores.models import DataStore
-from shared.protocol import HEARTBEAT_PATH
+from shared.protocol import HEARTBEAT_PATH, REGISTER_PATH
 
-from .world import World, assert_json_error
+from .world import SignedDatastoreClient, World, assert_json_error
 
 READERS = ["superuser", "admin", "outsider"]  # the outsider is admin of `other`
 NON_READERS = ["dataset_manager", "member", "member_without_team"]
@@ -76,8 +76,15 @@ def test_superuser_creates_a_datastore_and_sees_its_key_once(world: World) -> No
     assert stored.url == "http://store3:8080"
     assert stored.allows_upload is False
     _assert_no_secrets(client.get("/api/datastores/store3/").json())
-    heartbeat = APIClient().post(
-        HEARTBEAT_PATH.format(name="store3"), HTTP_X_VOXELHUB_DATASTORE_KEY=key
+    registered = SignedDatastoreClient(key, None).post(
+        REGISTER_PATH.format(name="store3"),
+        {"url": "http://store3:8080", "allows_upload": False},
+        format="json",
+    )
+    assert registered.status_code == 200, registered.content
+    token = registered.json()["metaserver_token"]
+    heartbeat = SignedDatastoreClient(key, token).post(
+        HEARTBEAT_PATH.format(name="store3")
     )
     assert heartbeat.status_code == 200
 

@@ -314,16 +314,17 @@ def test_report_runs_a_constant_number_of_queries(
 ) -> None:
     Folder.objects.root_of(world.lab.pk)
     entries = [entry(f"d{i:05d}") for i in range(count)]
-    with django_assert_num_queries(9):
-        # key check, heartbeat; savepoint, lock, organizations, datasets, the root
-        # folder of each organization with new datasets, insert, release. Nothing
-        # per dataset.
+    with django_assert_num_queries(13):
+        # key check; the nonce (savepoint, insert, release); heartbeat and pruning
+        # of old nonces; savepoint, lock, organizations, datasets, the root folder
+        # of each organization with new datasets, insert, release. Nothing per
+        # dataset.
         first = report(world, *entries)
     assert first.json()["created"] == count
     for item in entries[: count // 2]:
         item["datasource"]["dataLayers"][0]["boundingBox"]["width"] = 99
     kept = entries[: count - count // 4]
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(12):
         # the same with one update (changed and vanished alike) instead of the insert
         second = report(world, *kept).json()
     assert second["updated"] == count // 2

@@ -11,16 +11,56 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.utils.encoding import force_bytes
 from rest_framework.test import APIClient
 
 from metaserver.accounts.models import Organization, Team, User
 from metaserver.datasets.models import Dataset
 from metaserver.datastores.models import DataStore
 from shared.protocol import DATASTORE_KEY_HEADER
+from shared.tokens import sign_request
 
 PASSWORD = "correct horse battery staple"
 KEY_META = "HTTP_" + DATASTORE_KEY_HEADER.upper().replace("-", "_")
+
+
+def meta_name(header: str) -> str:
+    """The request.META key of an HTTP header."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+class SignedDatastoreClient(APIClient):
+    """Sends the datastore key and signs every request as a datastore node does.
+
+    The signature covers the exact bytes sent, so `post(..., format="json")` and
+    `generic(...)` with raw bytes are signed alike. `secret=None` sends no signature.
+    """
+
+    def __init__(self, key: str, secret: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.secret = secret
+        self.credentials(**{KEY_META: key})
+
+    def generic(
+        self,
+        method: str,
+        path: str,
+        data: Any = "",
+        content_type: str | None = "application/octet-stream",
+        secure: bool = False,
+        **extra: Any,
+    ) -> Any:
+        if self.secret is not None:
+            body = force_bytes(data, settings.DEFAULT_CHARSET)
+            query = extra.get("QUERY_STRING") or urlsplit(path).query
+            signed_path = urlsplit(path).path + (f"?{query}" if query else "")
+            headers = sign_request(self.secret, method, signed_path, body)
+            extra.update({meta_name(name): value for name, value in headers.items()})
+        return super().generic(method, path, data, content_type, secure, **extra)
+
 
 PERSONAS = (
     "superuser",
@@ -80,10 +120,14 @@ class World:
             client.credentials(HTTP_AUTHORIZATION=f"Token {self.tokens[persona]}")
         return client
 
-    def datastore_client(self, key: str | None = None) -> APIClient:
-        client = APIClient()
-        client.credentials(**{KEY_META: key or self.datastore_key})
-        return client
+    def datastore_client(
+        self, key: str | None = None, *, secret: str | None = None
+    ) -> SignedDatastoreClient:
+        """A client that acts as the datastore `store1`: its key (or `key`) and a
+        signature with its metaserver token (or `secret`) on every request."""
+        return SignedDatastoreClient(
+            key or self.datastore_key, secret or self.datastore.metaserver_token
+        )
 
     def dataset(
         self,

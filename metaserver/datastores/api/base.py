@@ -1,4 +1,4 @@
-"""The base of every datastore-only endpoint: key authentication, nothing else."""
+"""The base of every datastore-only endpoint: key and signature, nothing else."""
 
 from __future__ import annotations
 
@@ -9,18 +9,22 @@ from metaserver.datastores.authentication import (
     DatastoreKeyAuthentication,
     DatastoreKeyMissing,
     IsDatastore,
+    SignedDatastoreAuthentication,
 )
 from metaserver.datastores.models import DataStore
 
 
 class DatastoreOnlyView(APIView):
-    """Only the datastore named in the URL, with its key, gets past `initial`.
+    """Only the datastore named in the URL, with its key and a signed, fresh,
+    never-seen request, gets past `initial` (registration: the key only).
 
     User sessions and API tokens are not accepted here, and the key is never read
     from a query string.
     """
 
-    authentication_classes = (DatastoreKeyAuthentication,)
+    authentication_classes: tuple[type[DatastoreKeyAuthentication], ...] = (
+        SignedDatastoreAuthentication,
+    )
     permission_classes = (IsDatastore,)
 
     def datastore(self, request: Request) -> DataStore:

@@ -32,6 +32,7 @@ from metaserver.datastores.api.serializers import (
     RegisteredSerializer,
     RegisterSerializer,
 )
+from metaserver.datastores.authentication import DatastoreKeyAuthentication
 from metaserver.datastores.models import DataStore
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,13 @@ def _messages(error: DjangoValidationError) -> Any:
 
 
 class RegisterView(DatastoreOnlyView):
-    """A datastore announces itself at start; answers a fresh metaserver token."""
+    """A datastore announces itself at start; answers a fresh metaserver token.
+
+    The key alone authenticates here: the node has no shared secret to sign with
+    before this answer gives it one.
+    """
+
+    authentication_classes = (DatastoreKeyAuthentication,)
 
     @extend_schema(request=RegisterSerializer, responses=RegisteredSerializer)
     def post(self, request: Request, name: str) -> Response:
