@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import re
 
-# API tokens by their prefix, and anything passed as token=/key=/password= in a
+# API, sharing and viewer tokens by their prefix, and anything passed as token=/key=/password= in a
 # query string or a "Token xyz" / "Bearer xyz" authorization value.
 _PATTERNS = (
-    re.compile(r"vxh_[A-Za-z0-9_\-]+"),
+    re.compile(r"vx[hst]_[A-Za-z0-9_\-.:]+"),
     re.compile(
         r"(?i)((?:token|key|password|secret|sharingToken)=)[^&\s\"']+",
     ),

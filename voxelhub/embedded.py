@@ -188,7 +188,8 @@ def run_up(config: UpConfig) -> int:
     python = sys.executable
     commands = {
         "metaserver": [
-            python, "-m", "gunicorn", "metaserver.config.wsgi:application",
+            python, "-m", "gunicorn", "-c", "python:metaserver.config.gunicorn",
+            "metaserver.config.wsgi:application",
             "--bind", f"{config.host}:{config.metaserver_port}",
             "--workers", "2", "--threads", "4", "--graceful-timeout", "5",
             "--access-logfile", "-",
