@@ -246,6 +246,8 @@ def run(args: argparse.Namespace) -> None:
                 samples = timed(call, args.requests, args.warmup)
                 with CaptureQueriesContext(connection) as captured:
                     count = call().json()["count"]
+                if args.explain:
+                    explain(captured.captured_queries, f"{persona} {label}")
                 p50, p95 = statistics.median(samples), percentile(samples, 95)
                 worst = max(worst, p95)
                 print(
@@ -265,9 +267,34 @@ def run(args: argparse.Namespace) -> None:
         teardown_test_environment()
 
 
+def explain(queries: list[dict[str, Any]], title: str) -> None:
+    """The plan and time of each SQL statement one request sent."""
+    from django.db import connection  # noqa: TID251 (benchmarks the metaserver in-process)
+
+    print(f"\n--- {title}: {len(queries)} queries")
+    for query in queries:
+        sql = query["sql"]
+        if not sql.lstrip().upper().startswith("SELECT"):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + sql)
+            plan = [row[0] for row in cursor.fetchall()]
+        print(f"{plan[-1].strip():<30} {sql[:110]}")
+        if args_verbose_plans:
+            print("\n".join(plan))
+
+
+args_verbose_plans = os.environ.get("VOXELHUB_BENCH_PLANS") == "1"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", type=int, default=10_000)
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print each query's execution time (VOXELHUB_BENCH_PLANS=1: plans)",
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument(
