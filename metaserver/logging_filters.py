@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-# API, sharing and viewer tokens by their prefix, and anything passed as token=/key=/password= in a
-# query string or a "Token xyz" / "Bearer xyz" authorization value.
+# API, sharing and viewer tokens by their prefix, and anything passed as
+# token=/key=/password= in a query string or a "Token xyz" / "Bearer xyz"
+# authorization value.
 _PATTERNS = (
     re.compile(r"vx[hst]_[A-Za-z0-9_\-.:]+"),
     re.compile(
