@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "metaserver.accounts",
     "metaserver.datastores",
     "metaserver.datasets",
+    "metaserver.jobs",
     "metaserver.dashboard",
 ]
 
