@@ -1,9 +1,18 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
-from metaserver.dashboard import views
+from metaserver.dashboard import (
+    admin_views,
+    folder_views,
+    import_views,
+    job_views,
+    selection_views,
+    settings_views,
+    viewer_views,
+    views,
+)
 
 app_name = "dashboard"
 
@@ -25,4 +34,11 @@ urlpatterns = [
         name="dataset",
     ),
     path("admin-pages/datastores/", views.datastores, name="datastores"),
+    path("admin-pages/", include(admin_views.urlpatterns)),
+    path("", include(job_views.urlpatterns)),
+    path("", include(settings_views.urlpatterns)),
+    path("", include(import_views.urlpatterns)),
+    path("", include(viewer_views.urlpatterns)),
+    path("", include(folder_views.urlpatterns)),
+    path("", include(selection_views.urlpatterns)),
 ]

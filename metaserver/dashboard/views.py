@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,7 +20,6 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -34,6 +33,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import (
     HttpResponseClientRedirect,
+    push_url,
     replace_url,
     trigger_client_event,
 )
@@ -47,6 +47,17 @@ from metaserver.accounts.access import (
     user_is_any_admin,
 )
 from metaserver.accounts.models import Organization
+from metaserver.dashboard.listing import (
+    apply_filters,
+    editable_dataset_ids,
+    filter_changes_history,
+    filter_context,
+    parse_filters,
+    tag_counts,
+    tag_editor_context,
+    tree_context,
+    visible_in,
+)
 from metaserver.dashboard.organizations import (
     choose_organization,
     current_organization,
@@ -55,7 +66,6 @@ from metaserver.dashboard.organizations import (
 from metaserver.dashboard.summaries import summarize
 from metaserver.dashboard.tokens import viewer_token_for
 from metaserver.datasets.access import datasets_visible_to, get_dataset_for_user
-from metaserver.datasets.models import Dataset
 from metaserver.datastores.datastore_client import (
     DatastoreRejected,
     DatastoreUnavailable,
@@ -105,76 +115,70 @@ def login_required(view: View) -> View:
     return wrapped
 
 
-def _datasets_in(
-    user: AnyUser, organization: Organization | None, query: str
-) -> QuerySet[Dataset]:
-    """Datasets of `organization` that `user` sees, matching `query`."""
-    datasets = datasets_visible_to(user)
-    if organization is None:
-        return datasets.none()
-    datasets = datasets.filter(organization=organization)
-    if query:
-        datasets = datasets.filter(
-            Q(name__icontains=query)
-            | Q(display_name__icontains=query)
-            | Q(description__icontains=query)
-        )
-    # Descriptions can be long and the table does not show them.
-    return (
-        datasets.select_related("organization", "datastore")
-        .defer("description", "default_view_configuration")
-        .order_by("name", "pk")
-    )
-
-
-def _home_url(query: str, page: int) -> str:
-    params: dict[str, str | int] = {}
-    if query:
-        params["q"] = query
-    if page > 1:
-        params["page"] = page
-    home = reverse("dashboard:home")
-    return f"{home}?{urlencode(params)}" if params else home
-
-
 @require_safe
-@login_required
 def home(request: HtmxRequest) -> HttpResponse:
-    """The datasets of the current organization: search, pages, details on click."""
+    """The datasets of the current organization: search, folder, tags, pages,
+    details on click. Anonymous visitors see the public datasets of all
+    organizations, read-only (`listing`)."""
     choice = current_organization(request)
-    query = request.GET.get("q", "").strip()[:MAX_QUERY_CHARS]
-    datasets = _datasets_in(request.user, choice.current, query)
+    filters = parse_filters(request, choice.current)
+    visible = visible_in(request.user, choice.current)
+    # Descriptions can be long and the table does not show them.
+    datasets = (
+        apply_filters(visible, filters)
+        .select_related("organization", "datastore")
+        .prefetch_related("tags")
+        .defer("description", "default_view_configuration")
+        .order_by("organization__name", "name", "pk")
+    )
     page = Paginator(datasets, PAGE_SIZE).get_page(request.GET.get("page"))
     token = viewer_token_for(request)
     context: dict[str, Any] = {
         "page": page,
         "rows": [summarize(dataset, token) for dataset in page.object_list],
-        "query": query,
+        "editable_ids": editable_dataset_ids(request.user, page.object_list),
+        "previous_url": filters.url(page.number - 1) if page.has_previous() else "",
+        "next_url": filters.url(page.number + 1) if page.has_next() else "",
+        **filter_context(filters, tag_counts(visible)),
         "organization": choice.current,
+        "anonymous": not is_logged_in(request.user),
         "section": "datasets",
     }
     if _is_fragment_request(request) and request.htmx.target == TABLE_TARGET:
         response = render(request, "dashboard/_dataset_table.html", context)
-        # The address bar follows the search, without a history entry per key.
-        return replace_url(response, _home_url(query, page.number))
+        # A new folder or tag is a step back can undo; typing a search is not.
+        if filter_changes_history(request, filters):
+            return push_url(response, filters.url(page.number))
+        return replace_url(response, filters.url(page.number))
     return render(
-        request, "dashboard/home.html", {**layout_context(request, choice), **context}
+        request,
+        "dashboard/home.html",
+        {
+            **layout_context(request, choice),
+            **context,
+            **tree_context(request.user, choice.current, filters),
+        },
     )
 
 
 @require_safe
-@login_required
 def dataset_details(request: HtmxRequest, organization: str, name: str) -> HttpResponse:
-    """One dataset: the right sidebar's fragment, or a page of its own without JS."""
+    """One dataset: the right sidebar's fragment, or a page of its own without JS.
+
+    Anonymous visitors see public datasets; any other sends them to the login.
+    """
     try:
         dataset = get_dataset_for_user(
             request.user, organization, name, AccessMode.READ
         )
     except NotFound:
+        if not is_logged_in(request.user):
+            return login_required(dataset_details)(request, organization, name)
         raise Http404(f"dataset {organization}/{name} not found") from None
     context = {
         "summary": summarize(dataset, viewer_token_for(request)),
         "section": "datasets",
+        **tag_editor_context(request.user, dataset),
     }
     if _is_fragment_request(request):
         return render(request, "dashboard/_dataset_details.html", context)

@@ -107,8 +107,9 @@ def _set_up_world(services: Services) -> BrowserWorld:
     for name in ("mouse_cortex", "retina_sbem", "zebrafish_larva"):
         services.dataset(name, "active", organization=ORGANIZATION, token=token)
     services.dataset("half_copied", "unusable", organization=ORGANIZATION, token=token)
-    # Public, because thumbnails are fetched without a viewer token for now, and a
-    # refused image would be a console error.
+    # Thumbnails of the private ones load with the dashboard's viewer token (a
+    # refused image would be a console error); the public one is what anonymous
+    # visitors see.
     edits = {
         "mouse_cortex": {
             "display_name": "Mouse cortex, layer 4",
@@ -117,9 +118,8 @@ def _set_up_world(services: Services) -> BrowserWorld:
         },
         "retina_sbem": {
             "description": "Inner plexiform layer of the *retina* (SBEM).",
-            "is_public": True,
         },
-        "zebrafish_larva": {"display_name": "Zebrafish larva", "is_public": True},
+        "zebrafish_larva": {"display_name": "Zebrafish larva"},
     }
     with services.api(token) as client:
         for name, body in edits.items():

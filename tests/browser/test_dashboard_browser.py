@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -16,7 +17,8 @@ TIMES = "\N{NARROW NO-BREAK SPACE}\N{MULTIPLICATION SIGN}\N{NARROW NO-BREAK SPAC
 
 
 def sign_in(page: Page, world: BrowserWorld, path: str = "/") -> None:
-    page.goto(world.url + path)
+    # The home page itself is public (public datasets), so ask for the login.
+    page.goto(f"{world.url}/login/?{urlencode({'next': path})}")
     page.get_by_label("Username").fill(world.username)
     page.get_by_label("Password").fill(world.password)
     page.get_by_role("button", name="Sign in").click()
@@ -46,9 +48,10 @@ def rows(page: Page) -> list[str]:
 def test_sign_in_with_a_wrong_then_the_right_password(
     page: Page, browser_world: BrowserWorld
 ) -> None:
+    # Anonymous visitors see the public datasets and a way to log in.
     page.goto(browser_world.url + "/")
-    expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
-    expect(page.get_by_text("Please sign in to continue.")).to_be_visible()
+    page.get_by_role("link", name="Log in").first.click()
+    expect(page).to_have_url(browser_world.url + "/login/")
     screenshot(page, "01-login")
     page.get_by_label("Username").fill(browser_world.username)
     page.get_by_label("Password").fill("not the password")
@@ -84,7 +87,8 @@ def test_the_table_lists_the_organizations_datasets_with_status(
         TIMES.join(["11.24", "11.24", "28 nm"])
     )
     expect(cortex.locator(".col-size")).to_have_text("442 k")
-    # Thumbnails come from the datastore and load (public datasets for now).
+    # Thumbnails come from the datastore and load (private ones with the viewer
+    # token the dashboard puts into their URLs).
     thumbnail = cortex.locator("img.thumb")
     expect(thumbnail).to_have_attribute(
         "src", re.compile(re.escape(browser_world.services.datastore_url))
@@ -187,6 +191,8 @@ def test_datastores_page_shows_the_node_online(
     page: Page, browser_world: BrowserWorld
 ) -> None:
     sign_in(page, browser_world)
+    # Datastores sit under Admin.
+    page.get_by_role("link", name="Admin", exact=True).click()
     page.get_by_role("link", name="Datastores").click()
     expect(page.get_by_role("heading", name="Datastores", exact=True)).to_be_visible()
     node = page.locator("tbody tr", has_text="e2e")
@@ -228,4 +234,5 @@ def test_sign_out_from_the_user_menu(page: Page, browser_world: BrowserWorld) ->
     expect(page).to_have_url(browser_world.url + "/login/")
     expect(page.get_by_text("You have been signed out.")).to_be_visible()
     page.goto(browser_world.url + "/")
-    expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
+    expect(page.get_by_role("link", name="Log in").first).to_be_visible()
+    expect(page.locator(".user-menu")).to_have_count(0)
