@@ -267,6 +267,7 @@ def _print_banner(config: UpConfig, admin_password: str, api_token: str) -> None
         f"""
 voxelhub is running (Ctrl-C stops everything).
 
+  dashboard    {config.metaserver_url}/   (log in as {ADMIN})
   metaserver   {config.metaserver_url}/api/   (admin: {config.metaserver_url}/admin/)
   datastore    {config.datastore_url}/data/health
   job worker   in-process, inside the datastore
