@@ -185,6 +185,8 @@ def hash_of(page: Page) -> dict[str, str]:
 
 
 def position_of(page: Page) -> list[int]:
+    # The viewer writes the address once its configuration is applied.
+    page.wait_for_function("() => location.hash.includes('position=')")
     return [int(v) for v in hash_of(page)["position"].split(",")]
 
 
