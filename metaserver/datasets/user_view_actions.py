@@ -43,12 +43,20 @@ def do_save_user_view_configuration(
         problems = [{"path": "(root)", "message": "must be an object"}]
     if problems:
         raise ValidationError(problems)
-    with transaction.atomic():
-        saved, _ = UserViewConfiguration.objects.update_or_create(
-            user=user,
-            dataset=dataset,
-            defaults={"configuration": configuration, "updated": timezone.now()},
-        )
+    # One INSERT ... ON CONFLICT: the viewer saves often, and two tabs may race.
+    (saved,) = UserViewConfiguration.objects.bulk_create(
+        [
+            UserViewConfiguration(
+                user=user,
+                dataset=dataset,
+                configuration=configuration,
+                updated=timezone.now(),
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["user", "dataset"],
+        update_fields=["configuration", "updated"],
+    )
     return saved
 
 

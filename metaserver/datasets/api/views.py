@@ -47,6 +47,7 @@ from metaserver.datasets.api.serializers import (
     SharingTokenSerializer,
     TagCountSerializer,
     ValidateAccessSerializer,
+    load_tags_and_teams,
 )
 from metaserver.datasets.dataset_actions import (
     do_apply_pending_datasource,
@@ -247,8 +248,14 @@ class DatasetViewSet(
         # more than the extra query.
         ordered = self.filter_queryset(self.get_queryset())
         page_ids = self.paginate_queryset(ordered.values_list("pk", flat=True)) or []
-        rows = {row.pk: row for row in self.get_queryset().filter(pk__in=page_ids)}
+        rows = {
+            row.pk: row
+            for row in self.get_queryset()
+            .prefetch_related(None)
+            .filter(pk__in=page_ids)
+        }
         page = [rows[pk] for pk in page_ids if pk in rows]
+        load_tags_and_teams(page)
         data = DatasetListItemSerializer(page, many=True).data
         return self.get_paginated_response(data)
 
