@@ -26,6 +26,7 @@ from datastore.inbox import Inbox
 from datastore.metaserver_client import MetaserverClient
 from datastore.reading import ReaderCache, VoxelReader
 from datastore.routes import setup_routes
+from datastore.routes.upload import housekeeping, setup_uploads, uploads_ctx
 from datastore.state import (
     ACCESS,
     ACTORS,
@@ -39,6 +40,7 @@ from datastore.state import (
 from datastore.thumbnails import ThumbnailCache
 from datastore.worker import InProcessWorker, create_broker, declare_actors
 from shared.protocol import MISSING_BUCKETS_HEADER, USER_TOKEN_HEADER
+from shared.uploads import CHUNK_SHA256_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": (
-        f"{USER_TOKEN_HEADER}, Content-Type, Content-Range, Range, Authorization"
+        f"{USER_TOKEN_HEADER}, Content-Type, Content-Range, Range, Authorization, "
+        f"{CHUNK_SHA256_HEADER}"
     ),
     "Access-Control-Expose-Headers": (
         f"{MISSING_BUCKETS_HEADER}, X-Voxel-Dtype, X-Voxel-Shape"
@@ -140,7 +143,13 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     loops = {
         "heartbeat": link.run_registration_and_heartbeat,
         "reporter": link.run_reporter,
-        "scans": lambda: run_scans(inbox, executor, link, settings.scan_interval),
+        "scans": lambda: run_scans(
+            inbox,
+            executor,
+            link,
+            settings.scan_interval,
+            housekeeping=lambda: housekeeping(app),
+        ),
     }
     tasks = [
         asyncio.create_task(supervised(name, run), name=name)
@@ -161,8 +170,9 @@ def create_app(settings: DatastoreSettings) -> web.Application:
     app[INBOX] = Inbox(settings.binary_data, settings.allowed_roots)
     app[THUMBNAILS] = ThumbnailCache()
     app.cleanup_ctx.extend(
-        [_executor_ctx, _metaserver_ctx, _worker_ctx, _background_ctx]
+        [_executor_ctx, _metaserver_ctx, _worker_ctx, uploads_ctx, _background_ctx]
     )
     app.on_response_prepare.append(_add_cors_headers)
     setup_routes(app)
+    setup_uploads(app)
     return app

@@ -137,11 +137,21 @@ class MetaserverLink:
 
 
 async def run_scans(
-    inbox: Inbox, executor: Executor, link: MetaserverLink, interval: float
+    inbox: Inbox,
+    executor: Executor,
+    link: MetaserverLink,
+    interval: float,
+    housekeeping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Scan every `interval` seconds and report after each successful scan."""
+    """Scan every `interval` seconds and report after each successful scan; then
+    `housekeeping` (orphaned uploads)."""
     while True:
         await asyncio.sleep(interval)
+        if housekeeping is not None:
+            try:
+                await housekeeping()
+            except Exception:
+                logger.exception("housekeeping failed")
         try:
             await inbox.scan(executor, full=False)
         except Exception:

@@ -81,6 +81,10 @@ class DatastoreSettings:
     allows_upload: bool = True
     read_threads: int = field(default_factory=_default_read_threads)
     broker_url: str = field(default="", repr=False)
+    # Uploads (datastore/upload.py): unfinished ones older than this are removed.
+    upload_expiry_hours: float = 24.0
+    upload_max_unpacked_bytes: int = 2**40
+    upload_max_compression_ratio: float = 100.0
 
     def __post_init__(self) -> None:
         if not re.match(NAME_PATTERN, self.name):
@@ -169,4 +173,16 @@ class DatastoreSettings:
                 environ=environ,
             ),
             broker_url=env_str("VOXELHUB_BROKER_URL", "", environ=environ),
+            upload_expiry_hours=env_float(
+                "VOXELHUB_UPLOAD_EXPIRY_HOURS", 24.0, minimum=0.01, environ=environ
+            ),
+            upload_max_unpacked_bytes=env_int(
+                "VOXELHUB_UPLOAD_MAX_UNPACKED_BYTES", 2**40, minimum=1, environ=environ
+            ),
+            upload_max_compression_ratio=env_float(
+                "VOXELHUB_UPLOAD_MAX_COMPRESSION_RATIO",
+                100.0,
+                minimum=1.0,
+                environ=environ,
+            ),
         )

@@ -23,6 +23,11 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from datastore.config import DatastoreSettings
+from datastore.convert import (
+    ConversionActors,
+    ConversionReporter,
+    declare_conversion_actors,
+)
 from shared.env import SettingError
 
 logger = logging.getLogger(__name__)
@@ -62,14 +67,21 @@ class Actors:
 
     broker: dramatiq.Broker
     ping: dramatiq.Actor[..., Any]
+    conversion: ConversionActors
 
 
-def declare_actors(broker: dramatiq.Broker, queue_name: str) -> Actors:
+def declare_actors(
+    broker: dramatiq.Broker,
+    queue_name: str,
+    reporter: ConversionReporter | None = None,
+) -> Actors:
+    """The node's actors; conversion progress goes to `reporter` (default: logs)."""
     return Actors(
         broker=broker,
         ping=dramatiq.actor(broker=broker, queue_name=queue_name, actor_name="ping")(
             ping
         ),
+        conversion=declare_conversion_actors(broker, queue_name, reporter),
     )
 
 

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "metaserver.datastores",
     "metaserver.datasets",
     "metaserver.jobs",
+    "metaserver.uploads",
     "metaserver.dashboard",
 ]
 

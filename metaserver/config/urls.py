@@ -14,6 +14,7 @@ api_urlpatterns = [
     path("", include("metaserver.datastores.api.urls")),
     path("", include("metaserver.datasets.api.urls")),
     path("", include("metaserver.jobs.api.urls")),
+    path("", include("metaserver.uploads.api.urls")),
     api_route("schema/", SpectacularAPIView.as_view(), "schema"),
     # Login and logout pages of the browsable API (session authentication).
     path("session/", include("rest_framework.urls")),

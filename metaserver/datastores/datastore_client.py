@@ -1,4 +1,4 @@
-"""The metaserver's calls to a datastore node: write properties, trash, scan.
+"""The metaserver's calls to a datastore node: properties, trash, scan, uploads.
 
 Synchronous (httpx), for actions that must change a datastore's disk so disk and
 database agree. Every call carries the secret the node received at its last
@@ -152,4 +152,56 @@ def check_inbox(datastore: DataStore, organization: str) -> dict[str, Any]:
         "POST",
         "/data/triggers/checkInbox",
         params={"organization": organization},
+    )
+
+
+def reserve_upload(
+    datastore: DataStore,
+    upload_id: str,
+    organization: str,
+    name: str,
+    files: list[dict[str, Any]],
+    total_size: int,
+    *,
+    token_sha256: str,
+    expires: float,
+    voxel_size: list[float] | None = None,
+    unit: str = "nanometer",
+    layer_hints: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Reserve an upload on the node (`datastore/routes/upload.py`).
+
+    The node learns only the SHA-256 of the upload token and its expiry (a UNIX
+    time), and checks chunk requests against them itself. A name already used on
+    the node raises `DatastoreRejected` with status 409; too little free space 507
+    (`DatastoreUnavailable`). Reserving the same id again renews token and expiry.
+    """
+    answer = _call(
+        datastore,
+        "POST",
+        "/data/datasets/reserveUpload",
+        json={
+            "upload_id": upload_id,
+            "organization": organization,
+            "name": name,
+            "files": files,
+            "total_size": total_size,
+            "token_sha256": token_sha256,
+            "expires": expires,
+            "voxel_size": voxel_size,
+            "unit": unit,
+            "layer_hints": list(layer_hints or []),
+        },
+    )
+    logger.info(
+        "reserved upload %s (%s/%s) on %s", upload_id, organization, name, datastore
+    )
+    return answer
+
+
+def cancel_upload(datastore: DataStore, upload_id: str) -> dict[str, Any]:
+    """Remove everything of an upload on the node; unknown uploads raise
+    `DatastoreRejected` with status 404, a running finish 409."""
+    return _call(
+        datastore, "POST", "/data/datasets/cancelUpload", json={"uploadId": upload_id}
     )
