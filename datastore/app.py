@@ -23,6 +23,7 @@ from datastore.background import MetaserverLink, run_scans, supervised
 from datastore.config import DatastoreSettings
 from datastore.errors import error_middleware
 from datastore.inbox import Inbox
+from datastore.job_reporter import MetaserverJobReporter
 from datastore.metaserver_client import MetaserverClient
 from datastore.reading import ReaderCache, VoxelReader
 from datastore.routes import setup_routes
@@ -109,7 +110,9 @@ async def _metaserver_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     broker = create_broker(settings.broker_url)
-    actors = declare_actors(broker, settings.queue_name)
+    actors = declare_actors(
+        broker, settings.queue_name, reporter=MetaserverJobReporter(settings)
+    )
     app[ACTORS] = actors
     worker: InProcessWorker | None = None
     if isinstance(broker, StubBroker):

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import aiohttp
 
 from datastore.config import DatastoreSettings
+from datastore.job_reporter import save_token
 from shared.protocol import (
     DATASTORE_KEY_HEADER,
     HEARTBEAT_PATH,
@@ -232,6 +233,8 @@ class MetaserverClient:
             raise MetaserverUnavailable("registration answer lacks metaserver_token")
         self._metaserver_token = token
         self._registered_at = time.monotonic()
+        # Worker processes sign their job reports with it (datastore.job_reporter).
+        await asyncio.to_thread(save_token, self._settings, token)
         return Registration(
             name=str(data.get("name", self._settings.name)), metaserver_token=token
         )

@@ -108,8 +108,12 @@ class InProcessWorker:
 
 def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
     """One worker process: consume until SIGINT or SIGTERM."""
+    from datastore.job_reporter import MetaserverJobReporter
+
     broker = create_broker(settings.broker_url)
-    actors = declare_actors(broker, settings.queue_name)
+    actors = declare_actors(
+        broker, settings.queue_name, reporter=MetaserverJobReporter(settings)
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

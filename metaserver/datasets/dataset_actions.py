@@ -29,9 +29,11 @@ from metaserver.datasets.models import (
 from metaserver.datastores.datastore_client import (
     DatastoreRejected,
     DatastoreUnavailable,
+    check_inbox,
     trash_dataset,
     write_properties,
 )
+from metaserver.datastores.models import DataStore
 
 logger = logging.getLogger(__name__)
 
@@ -246,3 +248,32 @@ def do_delete_dataset(dataset: Dataset) -> dict[str, Any]:
         Dataset.objects.filter(pk=dataset.pk).delete()
     logger.info("deleted dataset %s (trash: %s)", dataset, trashed)
     return {"deleted": f"{dataset.organization.name}/{dataset.name}", "trash": trashed}
+
+
+def do_conversion_ended(
+    dataset_ref: str, datastore: DataStore, *, succeeded: bool, reason: str = ""
+) -> None:
+    """A conversion job for `org/name` ended on `datastore`.
+
+    Failed: the `converting` record becomes unusable with the reason (never left
+    spinning). Succeeded: the datastore scans, and its report makes the dataset
+    active with the datasource it finds (best effort; the periodic scan follows).
+    """
+    organization, _, name = dataset_ref.partition("/")
+    if not succeeded:
+        with transaction.atomic():
+            Dataset.objects.filter(
+                organization__name=organization,
+                name=name,
+                datastore=datastore,
+                status=Status.CONVERTING,
+            ).update(
+                status=Status.UNUSABLE,
+                status_reason=f"conversion failed: {reason}"[:2000],
+                updated=timezone.now(),
+            )
+        return
+    try:
+        check_inbox(datastore, organization)
+    except (DatastoreUnavailable, DatastoreRejected) as e:
+        logger.warning("scan after the conversion of %s failed: %s", dataset_ref, e)

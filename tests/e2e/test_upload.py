@@ -279,3 +279,44 @@ def test_a_cancelled_upload_leaves_nothing_and_frees_the_name(
             == 404
         )
     Upload(services, "cancelled_one", {"a.bin": b"y"})
+
+
+def test_a_tiff_stack_is_converted_by_a_job_that_ends_with_an_active_dataset(
+    services: Services, tmp_path: Path
+) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    stack = rng.integers(0, 255, (40, 64, 72), dtype=np.uint8)  # z, y, x
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack)
+    upload = Upload(services, "converted_tiff", {"stack.tif": path.read_bytes()})
+    with upload.datastore() as client:
+        for chunk in upload.all_chunks():
+            upload.send(client, *chunk)
+        answer = upload.finish(client)
+    assert answer["outcome"] == "conversion_needed", answer
+    with services.api(services.admin_token) as api:
+        job_id = api.get(f"/api/uploads/{upload.id}/").json()["result"]["job"]
+        deadline = time.monotonic() + 90
+        while True:
+            job = api.get(f"/api/jobs/{job_id}/").json()
+            if job["state"] in ("success", "failure") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert job["state"] == "success", job
+    assert job["progress"] == 1.0
+    assert job["result"] == {"dataset": f"{ORG}/converted_tiff"}
+    dataset = services.dataset("converted_tiff", "active")
+    assert dataset["status"] == "active", dataset
+    [layer] = dataset["datasource"]["dataLayers"]
+    assert layer["boundingBox"]["width"] == 72
+    with services.data(services.admin_token) as data:
+        response = data.get(
+            f"/data/datasets/{ORG}/converted_tiff/layers/{layer['name']}/data",
+            params={"mag": "1", "x": 0, "y": 0, "z": 0,
+                    "width": 72, "height": 64, "depth": 40},
+        )  # fmt: skip
+    assert response.status_code == 200, response.text
+    got = np.frombuffer(response.content, np.uint8).reshape((72, 64, 40), order="F")
+    np.testing.assert_array_equal(got, stack.transpose(2, 1, 0))

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from metaserver.api_errors import Conflict
+from metaserver.datasets.dataset_actions import do_conversion_ended
 from metaserver.datastores.api.base import DatastoreOnlyView
 from metaserver.jobs.access import get_job_for_user, jobs_visible_to
 from metaserver.jobs.actions import (
@@ -143,6 +144,14 @@ class JobProgressView(DatastoreOnlyView):
         with _job_errors():
             if state in (JobState.SUCCESS, JobState.FAILURE):
                 do_finish_job(job, state, data.get("message", ""), data.get("result"))
+                dataset_ref = (job.arguments or {}).get("dataset")
+                if job.kind == "convert" and isinstance(dataset_ref, str):
+                    do_conversion_ended(
+                        dataset_ref,
+                        datastore,
+                        succeeded=state == JobState.SUCCESS,
+                        reason=data.get("message", ""),
+                    )
             else:
                 do_record_progress(job, data["progress"], data.get("message"))
         return Response(JobSerializer(job).data)
