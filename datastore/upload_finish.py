@@ -72,6 +72,14 @@ class ConversionRequest:
     job_id: str
 
 
+def _single_file(folder: Path) -> bool:
+    try:
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+    except OSError:
+        return False
+    return len(entries) == 1 and entries[0].is_file()
+
+
 def start_conversion(actors: Actors, request: ConversionRequest) -> None:
     """Queue the conversion job on this node's dramatiq queue (`datastore.convert`)."""
     options: dict[str, Any] = {"unit": request.unit}
@@ -83,6 +91,11 @@ def start_conversion(actors: Actors, request: ConversionRequest) -> None:
             options["layer_name"] = hint["name"]
         if hint.get("category"):
             options["category"] = hint["category"]
+    if "layer_name" not in options and _single_file(request.input_path):
+        # The converter names a layer after its folder, here the upload's staging
+        # folder; one uploaded file is one layer, named by its category.
+        segmentation = options.get("category") == "segmentation"
+        options["layer_name"] = "segmentation" if segmentation else "color"
     actors.conversion.start(request.job_id, request.input_path, request.target, options)
 
 

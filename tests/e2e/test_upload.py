@@ -310,6 +310,7 @@ def test_a_tiff_stack_is_converted_by_a_job_that_ends_with_an_active_dataset(
     dataset = services.dataset("converted_tiff", "active")
     assert dataset["status"] == "active", dataset
     [layer] = dataset["datasource"]["dataLayers"]
+    assert (layer["name"], layer["category"]) == ("color", "color")
     assert layer["boundingBox"]["width"] == 72
     with services.data(services.admin_token) as data:
         response = data.get(
