@@ -26,6 +26,7 @@ from datastore.inbox import Inbox
 from datastore.job_reporter import MetaserverJobReporter
 from datastore.metaserver_client import MetaserverClient
 from datastore.reading import ReaderCache, VoxelReader
+from datastore.routes import jobs as job_routes
 from datastore.routes import setup_routes
 from datastore.routes.upload import housekeeping, setup_uploads, uploads_ctx
 from datastore.state import (
@@ -177,5 +178,6 @@ def create_app(settings: DatastoreSettings) -> web.Application:
     )
     app.on_response_prepare.append(_add_cors_headers)
     setup_routes(app)
+    app.add_routes(job_routes.routes)
     setup_uploads(app)
     return app

@@ -70,6 +70,23 @@ VOXELHUB_DATASTORE_STALE_SECONDS = env_int(
     "VOXELHUB_DATASTORE_STALE_SECONDS", 30, minimum=1
 )
 
+# Links in emails (job ended) point here.
+VOXELHUB_PUBLIC_URL = env_str("VOXELHUB_PUBLIC_URL", "http://127.0.0.1:8000")
+# Email: printed to the console unless an SMTP host is set.
+EMAIL_HOST = env_str("VOXELHUB_EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "VOXELHUB_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("VOXELHUB_EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("VOXELHUB_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("VOXELHUB_EMAIL_HOST_PASSWORD")  # or ..._FILE
+EMAIL_USE_TLS = env_bool("VOXELHUB_EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("VOXELHUB_EMAIL_TIMEOUT_SECONDS", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("VOXELHUB_DEFAULT_FROM_EMAIL", "voxelhub@localhost")
+
 
 def _database() -> dict[str, Any]:
     default_url = f"sqlite:///{VOXELHUB_HOME / 'metaserver.sqlite3'}"

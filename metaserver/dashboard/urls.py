@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from metaserver.dashboard import (
+    add_views,
     admin_views,
     folder_views,
     import_views,
@@ -28,6 +29,8 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("organization/", views.switch_organization, name="switch-organization"),
     path("datasets/scan/", views.scan_disk, name="scan"),
+    # Before datasets/<organization>/<name>/, which "datasets/add/sample/" matches.
+    path("", include(add_views.urlpatterns)),
     path(
         "datasets/<str:organization>/<str:name>/",
         views.dataset_details,

@@ -259,21 +259,32 @@ def do_conversion_ended(
     spinning). Succeeded: the datastore scans, and its report makes the dataset
     active with the datasource it finds (best effort; the periodic scan follows).
     """
-    organization, _, name = dataset_ref.partition("/")
+    organization = dataset_ref.partition("/")[0]
     if not succeeded:
-        with transaction.atomic():
-            Dataset.objects.filter(
-                organization__name=organization,
-                name=name,
-                datastore=datastore,
-                status=Status.CONVERTING,
-            ).update(
-                status=Status.UNUSABLE,
-                status_reason=f"conversion failed: {reason}"[:2000],
-                updated=timezone.now(),
-            )
+        _conversion_stopped(dataset_ref, datastore, f"conversion failed: {reason}")
         return
     try:
         check_inbox(datastore, organization)
     except (DatastoreUnavailable, DatastoreRejected) as e:
         logger.warning("scan after the conversion of %s failed: %s", dataset_ref, e)
+
+
+def do_conversion_cancelled(dataset_ref: str, datastore: DataStore) -> None:
+    """A conversion job for `org/name` on `datastore` was cancelled: the
+    `converting` record becomes unusable, "conversion cancelled"."""
+    _conversion_stopped(dataset_ref, datastore, "conversion cancelled")
+
+
+def _conversion_stopped(dataset_ref: str, datastore: DataStore, reason: str) -> None:
+    organization, _, name = dataset_ref.partition("/")
+    with transaction.atomic():
+        Dataset.objects.filter(
+            organization__name=organization,
+            name=name,
+            datastore=datastore,
+            status=Status.CONVERTING,
+        ).update(
+            status=Status.UNUSABLE,
+            status_reason=reason[:2000],
+            updated=timezone.now(),
+        )

@@ -155,6 +155,21 @@ def check_inbox(datastore: DataStore, organization: str) -> dict[str, Any]:
     )
 
 
+def add_sample(
+    datastore: DataStore, organization: str, name: str, kind: str
+) -> dict[str, Any]:
+    """Make the node write a sample dataset and scan (`datastore/routes/samples.py`).
+
+    An existing name raises `DatastoreRejected` with status 409.
+    """
+    return _call(
+        datastore,
+        "POST",
+        "/data/triggers/addSample",
+        params={"organization": organization, "name": name, "kind": kind},
+    )
+
+
 def reserve_upload(
     datastore: DataStore,
     upload_id: str,
@@ -204,4 +219,17 @@ def cancel_upload(datastore: DataStore, upload_id: str) -> dict[str, Any]:
     `DatastoreRejected` with status 404, a running finish 409."""
     return _call(
         datastore, "POST", "/data/datasets/cancelUpload", json={"uploadId": upload_id}
+    )
+
+
+def cancel_conversion(
+    datastore: DataStore, job_id: int, organization: str, name: str
+) -> dict[str, Any]:
+    """Stop conversion job `job_id` into `organization/name` on the node: its
+    staging folder goes, its workers stop (`datastore/routes/jobs.py`)."""
+    return _call(
+        datastore,
+        "POST",
+        f"/data/jobs/{int(job_id)}/cancel",
+        json={"organization": organization, "name": name},
     )

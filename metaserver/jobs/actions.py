@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,8 +14,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from metaserver.accounts.models import Membership, Organization, User
+from metaserver.datasets.dataset_actions import do_conversion_cancelled
+from metaserver.datastores import datastore_client
 from metaserver.datastores.models import DataStore
+from metaserver.jobs.emails import send_job_ended_email
 from metaserver.jobs.models import RUNNING_STATES, Job, JobKind, JobState
+from shared.protocol import NAME_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,43 @@ def _locked(job: Job) -> Job:
     if locked.state not in RUNNING_STATES:
         raise JobNotRunning(f"job {job.pk} is {locked.state} already")
     return locked
+
+
+def _mail_owner_on_commit(job: Job) -> None:
+    """Queue the "job ended" mail to the owner, sent once the transaction commits
+    (a rolled-back ending mails nobody)."""
+    owner = job.owner
+    if owner is not None and owner.email:
+        job_id = job.pk
+        transaction.on_commit(lambda: send_job_ended_email(job_id))
+
+
+def _conversion_target(job: Job) -> tuple[str, str] | None:
+    """(organization, name) of a conversion job's dataset, if well-formed."""
+    ref = (job.arguments or {}).get("dataset")
+    if job.kind != JobKind.CONVERT or not isinstance(ref, str):
+        return None
+    organization, _, name = ref.partition("/")
+    if not (
+        re.fullmatch(NAME_PATTERN, organization) and re.fullmatch(NAME_PATTERN, name)
+    ):
+        return None
+    return organization, name
+
+
+def _stop_on_datastore(job_id: int, datastore_id: int, org: str, name: str) -> None:
+    """Ask the node to stop a cancelled conversion; a node that is down only gets
+    a warning: the job is cancelled, and its workers get 409 when they report."""
+    datastore = DataStore.objects.filter(pk=datastore_id).first()
+    if datastore is None:
+        return
+    try:
+        datastore_client.cancel_conversion(datastore, job_id, org, name)
+    except (
+        datastore_client.DatastoreUnavailable,
+        datastore_client.DatastoreRejected,
+    ) as e:
+        logger.warning("cannot stop job %s on its datastore: %s", job_id, e)
 
 
 def _copy_state(source: Job, target: Job) -> None:
@@ -161,19 +203,34 @@ def do_finish_job(
                 "progress",
             ]
         )
+        _mail_owner_on_commit(locked)
     _copy_state(locked, job)
     logger.info("%s finished", job)
     return job
 
 
 def do_cancel_job(job: Job, *, by: User | None = None) -> Job:
-    """Cancel a pending or started job; its workers stop at their next report."""
+    """Cancel a pending or started job; its workers stop at their next report.
+
+    A conversion's dataset record becomes unusable, and once committed its
+    datastore is asked to stop the workers and remove the staging folder.
+    """
     with transaction.atomic():
         locked = _locked(job)
         locked.state = JobState.CANCELLED
         locked.finished = timezone.now()
         locked.message = f"Cancelled by {by.username}." if by else "Cancelled."
         locked.save(update_fields=["state", "finished", "message"])
+        target = _conversion_target(locked)
+        datastore = locked.datastore
+        if target is not None and datastore is not None:
+            datastore_id = datastore.pk
+            do_conversion_cancelled("/".join(target), datastore)
+            job_id = locked.pk
+            transaction.on_commit(
+                lambda: _stop_on_datastore(job_id, datastore_id, *target)
+            )
+        _mail_owner_on_commit(locked)
     _copy_state(locked, job)
     logger.info("%s cancelled by %s", job, by.username if by else "the system")
     return job
