@@ -272,3 +272,45 @@ def running_services(database_url: str, home: Path) -> Iterator[Services]:
     finally:
         for proc in reversed(procs):
             stop_process(proc)
+
+
+def write_zarr3_dataset(folder: Path, data: Any, team: str = ORG) -> None:
+    """A one-layer uint8 zarr3 dataset of `data` (x, y, z) with its properties."""
+    import numpy as np
+
+    from shared.datasource import (
+        Category,
+        DataFormat,
+        DatasourceProperties,
+        ElementClass,
+        LayerProperties,
+        MagProperties,
+        VoxelSize,
+        save_datasource,
+    )
+    from shared.formats import create_mag
+    from shared.geometry import BoundingBox, Mag, Vec3
+
+    volume = np.asarray(data, dtype=np.uint8)
+    array = create_mag(folder / "color" / "1", DataFormat.ZARR3, np.uint8)
+    array.write(Vec3(0, 0, 0), volume[np.newaxis])
+    array.close()
+    save_datasource(
+        folder / "datasource-properties.json",
+        DatasourceProperties(
+            name=folder.name,
+            team=team,
+            voxel_size=VoxelSize((11.0, 11.0, 24.0)),
+            layers=(
+                LayerProperties(
+                    name="color",
+                    category=Category.COLOR,
+                    bounding_box=BoundingBox(Vec3(0, 0, 0), Vec3(*volume.shape)),
+                    element_class=ElementClass.UINT8,
+                    data_format=DataFormat.ZARR3,
+                    mags=(MagProperties(mag=Mag(1, 1, 1), path="./color/1"),),
+                    num_channels=1,
+                ),
+            ),
+        ),
+    )

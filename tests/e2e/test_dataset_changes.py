@@ -14,20 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.datasource import (
-    Category,
-    DataFormat,
-    DatasourceProperties,
-    ElementClass,
-    LayerProperties,
-    MagProperties,
-    VoxelSize,
-    save_datasource,
-)
-from shared.formats import create_mag
-from shared.geometry import BoundingBox, Mag, Vec3
-
-from .services import ORG, Services
+from .services import ORG, Services, write_zarr3_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -37,28 +24,7 @@ PROPERTIES = "datasource-properties.json"
 def write_dataset(services: Services, name: str) -> Path:
     """A 16³ uint8 zarr3 dataset with properties, in the datastore's binaryData."""
     folder = services.binary_data / ORG / name
-    array = create_mag(folder / "color" / "1", DataFormat.ZARR3, np.uint8)
-    array.write(Vec3(0, 0, 0), np.arange(16**3, dtype=np.uint8).reshape(1, 16, 16, 16))
-    array.close()
-    save_datasource(
-        folder / PROPERTIES,
-        DatasourceProperties(
-            name=name,
-            team=ORG,
-            voxel_size=VoxelSize((11.0, 11.0, 24.0)),
-            layers=(
-                LayerProperties(
-                    name="color",
-                    category=Category.COLOR,
-                    bounding_box=BoundingBox(Vec3(0, 0, 0), Vec3(16, 16, 16)),
-                    element_class=ElementClass.UINT8,
-                    data_format=DataFormat.ZARR3,
-                    mags=(MagProperties(mag=Mag(1, 1, 1), path="./color/1"),),
-                    num_channels=1,
-                ),
-            ),
-        ),
-    )
+    write_zarr3_dataset(folder, np.arange(16**3, dtype=np.uint8).reshape(16, 16, 16))
     services.scan()
     services.dataset(name, "active")
     return folder

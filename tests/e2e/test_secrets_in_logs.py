@@ -7,48 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from shared.datasource import (
-    Category,
-    DataFormat,
-    DatasourceProperties,
-    ElementClass,
-    LayerProperties,
-    MagProperties,
-    VoxelSize,
-    save_datasource,
-)
-from shared.formats import create_mag
-from shared.geometry import BoundingBox, Mag, Vec3
-
-from .services import ORG, Services
+from .services import ORG, Services, write_zarr3_dataset
 
 pytestmark = pytest.mark.e2e
 
 
 def _dataset(services: Services, name: str) -> None:
-    folder = services.binary_data / ORG / name
-    array = create_mag(folder / "color" / "1", DataFormat.ZARR3, np.uint8)
-    array.write(Vec3(0, 0, 0), np.ones((1, 8, 8, 8), dtype=np.uint8))
-    array.close()
-    save_datasource(
-        folder / "datasource-properties.json",
-        DatasourceProperties(
-            name=name,
-            team=ORG,
-            voxel_size=VoxelSize((1.0, 1.0, 1.0)),
-            layers=(
-                LayerProperties(
-                    name="color",
-                    category=Category.COLOR,
-                    bounding_box=BoundingBox(Vec3(0, 0, 0), Vec3(8, 8, 8)),
-                    element_class=ElementClass.UINT8,
-                    data_format=DataFormat.ZARR3,
-                    mags=(MagProperties(mag=Mag(1, 1, 1), path="./color/1"),),
-                    num_channels=1,
-                ),
-            ),
-        ),
-    )
+    write_zarr3_dataset(services.binary_data / ORG / name, np.ones((8, 8, 8)))
     services.scan()
     services.dataset(name, "active")
 
