@@ -112,7 +112,10 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     broker = create_broker(settings.broker_url)
     actors = declare_actors(
-        broker, settings.queue_name, reporter=MetaserverJobReporter(settings)
+        broker,
+        settings.queue_name,
+        reporter=MetaserverJobReporter(settings),
+        binary_data=settings.binary_data,
     )
     app[ACTORS] = actors
     worker: InProcessWorker | None = None

@@ -5,7 +5,10 @@ that registered, so they cannot ask it for the signing secret. The node keeps it
 current metaserver token in a file only its user can read, under
 `<binaryData>/.voxelhub/` (a dot folder: the inbox scan ignores it), and workers
 read it when they sign a report. Reports are best effort: a lost progress update
-must never fail a conversion, so errors are logged, not raised.
+must never fail a conversion, so errors are logged, not raised. The one exception:
+when the metaserver answers a progress report with 409 the job has ended there
+(cancelled before its first task ran, say), and `report_progress` raises
+`ConversionCancelled` so the worker drops the conversion.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import httpx
 
 from datastore.config import DatastoreSettings
+from shared.conversions import ConversionCancelled
 from shared.protocol import DATASTORE_KEY_HEADER
 from shared.tokens import sign_request
 
@@ -69,7 +73,10 @@ class MetaserverJobReporter:
             return
         self._last_progress[job_id] = now
         progress = 0.0 if total <= 0 else min(done / total, 1.0)
-        self._post(job_id, {"progress": progress, "message": message[:500]})
+        status = self._post(job_id, {"progress": progress, "message": message[:500]})
+        if status == 409:
+            self._last_progress.pop(job_id, None)
+            raise ConversionCancelled(f"job {job_id} has ended on the metaserver")
 
     def report_success(self, job_id: str, result: Mapping[str, Any]) -> None:
         self._last_progress.pop(job_id, None)
@@ -97,10 +104,11 @@ class MetaserverJobReporter:
             return None
         return "/".join(relative.parts) if len(relative.parts) == 2 else None
 
-    def _post(self, job_id: str, body: dict[str, Any]) -> None:
+    def _post(self, job_id: str, body: dict[str, Any]) -> int | None:
+        """POST a report; the HTTP status, or None when it could not be sent."""
         if not str(job_id).isdigit():
             logger.info("job %s: %s (not a metaserver job)", job_id, body)
-            return
+            return None
         path = PROGRESS_PATH.format(job_id=job_id)
         raw = json.dumps(body).encode()
         for attempt in range(2):
@@ -109,7 +117,7 @@ class MetaserverJobReporter:
                 logger.warning(
                     "job %s: no metaserver token yet; report dropped", job_id
                 )
-                return
+                return None
             headers = {
                 "Content-Type": "application/json",
                 DATASTORE_KEY_HEADER: self._settings.key,
@@ -125,7 +133,7 @@ class MetaserverJobReporter:
                 )
             except httpx.HTTPError as e:
                 logger.warning("job %s: report failed: %r", job_id, e)
-                return
+                return None
             if response.status_code in (401, 403) and attempt == 0:
                 time.sleep(1.0)  # the node may be re-registering: read the token again
                 continue
@@ -135,4 +143,5 @@ class MetaserverJobReporter:
                 logger.warning(
                     "job %s: report answered HTTP %d", job_id, response.status_code
                 )
-            return
+            return response.status_code
+        return None

@@ -16,6 +16,7 @@ import multiprocessing
 import signal
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -28,6 +29,7 @@ from datastore.convert import (
     ConversionReporter,
     declare_conversion_actors,
 )
+from datastore.thumbnail_files import pregenerate_thumbnails
 from shared.env import SettingError
 
 logger = logging.getLogger(__name__)
@@ -74,14 +76,29 @@ def declare_actors(
     broker: dramatiq.Broker,
     queue_name: str,
     reporter: ConversionReporter | None = None,
+    binary_data: Path | None = None,
 ) -> Actors:
-    """The node's actors; conversion progress goes to `reporter` (default: logs)."""
+    """The node's actors; conversion progress goes to `reporter` (default: logs).
+
+    With `binary_data`, a conversion into `<binary_data>/<org>/<name>` also
+    renders the dashboard's thumbnails once the dataset is in place.
+    """
+    after_finish = None
+    if binary_data is not None:
+        root = binary_data
+
+        def after_finish(target: Path) -> None:
+            if target.parent.parent.resolve() == root.resolve():
+                pregenerate_thumbnails(root, target.parent.name, target.name, target)
+
     return Actors(
         broker=broker,
         ping=dramatiq.actor(broker=broker, queue_name=queue_name, actor_name="ping")(
             ping
         ),
-        conversion=declare_conversion_actors(broker, queue_name, reporter),
+        conversion=declare_conversion_actors(
+            broker, queue_name, reporter, after_finish=after_finish
+        ),
     )
 
 
@@ -112,7 +129,10 @@ def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
 
     broker = create_broker(settings.broker_url)
     actors = declare_actors(
-        broker, settings.queue_name, reporter=MetaserverJobReporter(settings)
+        broker,
+        settings.queue_name,
+        reporter=MetaserverJobReporter(settings),
+        binary_data=settings.binary_data,
     )
     stop = threading.Event()
 

@@ -79,5 +79,9 @@ class AccessMode(StrEnum):
     ADMINISTRATE = "administrate"
 
 
+# Square thumbnail sizes (pixels) the dashboard shows: table rows and the details
+# sidebar. Conversion workers render these ahead of the first request.
+THUMBNAIL_SIZES: Final = (64, 256)
+
 # Technical dataset, organization and layer names: safe as one path segment.
 NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"

@@ -16,7 +16,10 @@ folder and reports the failure. The time limit per task is
 `VOXELHUB_CONVERT_TASK_TIME_LIMIT_SECONDS` (default 3600).
 
 Progress goes to a `ConversionReporter`, wired in by the datastore (the
-metaserver's job endpoint); the default only logs.
+metaserver's job endpoint); the default only logs. A reporter raising
+`ConversionCancelled` (the metaserver says the job has ended) makes the worker
+drop the conversion's staging folder and send nothing more: this catches a job
+cancelled while its first message was still queued, before any staging existed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import hashlib
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,9 +67,9 @@ NOT_RETRIED = (ConversionInputError, ConversionCancelled)
 class ConversionReporter(Protocol):
     """Where a conversion job's progress and outcome go (the metaserver's Job)."""
 
-    def report_progress(
-        self, job_id: str, done: int, total: int, message: str
-    ) -> None: ...
+    def report_progress(self, job_id: str, done: int, total: int, message: str) -> None:
+        """May raise `ConversionCancelled` when the job has ended elsewhere."""
+        ...
 
     def report_success(self, job_id: str, result: Mapping[str, Any]) -> None: ...
 
@@ -174,8 +177,13 @@ def declare_conversion_actors(
     broker: dramatiq.Broker,
     queue_name: str,
     reporter: ConversionReporter | None = None,
+    after_finish: Callable[[Path], None] | None = None,
 ) -> ConversionActors:
-    """The conversion actors on `broker`'s `queue_name`, reporting to `reporter`."""
+    """The conversion actors on `broker`'s `queue_name`, reporting to `reporter`.
+
+    `after_finish(target)` runs once a dataset is in place, before the success
+    report (thumbnails); its errors are logged and never fail the job.
+    """
     report: ConversionReporter = reporter or LoggingReporter()
     # Per process: progress goes out at most once a second per job (and when a
     # stage completes), not once per task of a conversion with 30,000 tasks.
@@ -214,7 +222,12 @@ def declare_conversion_actors(
         except ConversionInputError as e:
             fail(job_id, staging, str(e))
             raise
-        report.report_progress(job_id, 0, plan.total_tasks, "planned")
+        try:
+            report.report_progress(job_id, 0, plan.total_tasks, "planned")
+        except ConversionCancelled:
+            logger.info("job %s ended before its conversion started", job_id)
+            abort_conversion(staging)
+            return
         _send_stage(plan, job_id, 0)
 
     def _send_stage(plan: ConversionPlan, job_id: str, stage: int) -> None:
@@ -247,12 +260,17 @@ def declare_conversion_actors(
             if len(last_report) > 1000:
                 last_report.clear()
             last_report[job_id] = now
-            report.report_progress(
-                job_id,
-                count_done(plan),
-                plan.total_tasks,
-                f"stage {stage + 1} of {len(plan.stages)}",
-            )
+            try:
+                report.report_progress(
+                    job_id,
+                    count_done(plan),
+                    plan.total_tasks,
+                    f"stage {stage + 1} of {len(plan.stages)}",
+                )
+            except ConversionCancelled:
+                logger.info("job %s has ended: dropping its conversion", job_id)
+                abort_conversion(plan.staging)
+                return
         if complete and claim_next_stage(plan, stage, f"{stage}-{index}"):
             _send_stage(plan, job_id, stage + 1)
 
@@ -267,6 +285,15 @@ def declare_conversion_actors(
         except ConversionCancelled:
             logger.info("job %s: nothing to finish (cancelled)", job_id)
             return
+        if after_finish is not None:
+            try:
+                after_finish(plan.target)
+            except Exception:
+                logger.error(
+                    "job %s: after-finish step failed:\n%s",
+                    job_id,
+                    traceback.format_exc(),
+                )
         report.report_success(
             job_id,
             {"path": str(plan.target), "datasource": dumps_datasource(props)},

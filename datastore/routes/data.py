@@ -27,6 +27,7 @@ from datastore.routes.common import (
 )
 from datastore.routes.responses import binary_response
 from datastore.state import READER, SETTINGS, THUMBNAILS
+from datastore.thumbnail_files import load_thumbnail, store_thumbnail, thumbnail_path
 from datastore.thumbnails import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -173,13 +174,27 @@ async def get_thumbnail(request: web.Request) -> web.Response:
     jpeg = cache.get(key)
     if jpeg is None:
         reader = request.app[READER]
+        kept = thumbnail_path(
+            request.app[SETTINGS].binary_data,
+            organization,
+            dataset_name,
+            layer.name,
+            dataset.mtime_ns,
+            thumbnail,
+        )
 
         def render() -> bytes:
-            return render_thumbnail(
+            found = load_thumbnail(kept) if kept is not None else None
+            if found is not None:
+                return found
+            rendered = render_thumbnail(
                 layer,
                 thumbnail,
                 lambda mag, box: reader.read_blocking(dataset, layer, mag, box),
             )
+            if kept is not None:
+                store_thumbnail(kept, rendered)
+            return rendered
 
         jpeg = await reader.run(dataset, render)
         cache.put(key, jpeg)

@@ -15,12 +15,13 @@ from urllib.parse import quote, urlencode
 from django.urls import reverse
 
 from metaserver.datasets.models import Dataset, Status
+from metaserver.jobs.models import Job
 from shared.datasource import Category, DatasourceError, parse_datasource
+from shared.protocol import THUMBNAIL_SIZES
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_PIXELS = 64
-PREVIEW_PIXELS = 256
+THUMBNAIL_PIXELS, PREVIEW_PIXELS = THUMBNAIL_SIZES
 
 _UNIT_SYMBOLS = {
     "picometer": "pm",
@@ -61,6 +62,8 @@ class DatasetSummary:
     thumbnail_url: str
     preview_url: str
     details_url: str
+    # The running conversion of a `converting` dataset (its progress shows).
+    conversion: Job | None = None
 
     @property
     def title(self) -> str:
@@ -150,10 +153,13 @@ def _datastore_url(dataset: Dataset, layer: str, pixels: int, token: str) -> str
     )
 
 
-def summarize(dataset: Dataset, token: str) -> DatasetSummary:
+def summarize(
+    dataset: Dataset, token: str, conversion: Job | None = None
+) -> DatasetSummary:
     """The dashboard's view of `dataset`; `organization` and `datastore` preloaded.
 
-    `token` goes into the datastore URLs the browser loads (thumbnails).
+    `token` goes into the datastore URLs the browser loads (thumbnails);
+    `conversion` is the running job converting the dataset, if any.
     """
     if dataset.datasource is None:
         layers: tuple[LayerSummary, ...] = ()
@@ -188,4 +194,5 @@ def summarize(dataset: Dataset, token: str) -> DatasetSummary:
             "dashboard:dataset",
             kwargs={"organization": dataset.organization.name, "name": dataset.name},
         ),
+        conversion=conversion if dataset.status == Status.CONVERTING else None,
     )

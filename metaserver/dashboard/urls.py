@@ -36,6 +36,11 @@ urlpatterns = [
         views.dataset_details,
         name="dataset",
     ),
+    path(
+        "datasets/<str:organization>/<str:name>/status/",
+        views.dataset_status,
+        name="dataset-status",
+    ),
     path("admin-pages/datastores/", views.datastores, name="datastores"),
     path("admin-pages/", include(admin_views.urlpatterns)),
     path("", include(job_views.urlpatterns)),

@@ -66,12 +66,14 @@ from metaserver.dashboard.organizations import (
 from metaserver.dashboard.summaries import summarize
 from metaserver.dashboard.tokens import viewer_token_for
 from metaserver.datasets.access import datasets_visible_to, get_dataset_for_user
+from metaserver.datasets.models import Status
 from metaserver.datastores.datastore_client import (
     DatastoreRejected,
     DatastoreUnavailable,
     check_inbox,
 )
 from metaserver.datastores.models import DataStore
+from metaserver.jobs.models import running_conversions
 from shared.protocol import AccessMode
 
 logger = logging.getLogger(__name__)
@@ -133,9 +135,13 @@ def home(request: HtmxRequest) -> HttpResponse:
     )
     page = Paginator(datasets, PAGE_SIZE).get_page(request.GET.get("page"))
     token = viewer_token_for(request)
+    conversions = running_conversions(page.object_list)
     context: dict[str, Any] = {
         "page": page,
-        "rows": [summarize(dataset, token) for dataset in page.object_list],
+        "rows": [
+            summarize(d, token, conversions.get((d.organization.name, d.name)))
+            for d in page.object_list
+        ],
         "editable_ids": editable_dataset_ids(request.user, page.object_list),
         "previous_url": filters.url(page.number - 1) if page.has_previous() else "",
         "next_url": filters.url(page.number + 1) if page.has_next() else "",
@@ -185,6 +191,28 @@ def dataset_details(request: HtmxRequest, organization: str, name: str) -> HttpR
     return render(
         request, "dashboard/dataset.html", {**layout_context(request), **context}
     )
+
+
+@require_safe
+def dataset_status(request: HtmxRequest, organization: str, name: str) -> HttpResponse:
+    """The status cell of one row of the dataset table; rows of converting
+    datasets poll it for their progress, and it stops polling when they end."""
+    try:
+        dataset = get_dataset_for_user(
+            request.user, organization, name, AccessMode.READ
+        )
+    except NotFound:
+        raise Http404(f"dataset {organization}/{name} not found") from None
+    conversion = running_conversions([dataset]).get((organization, name))
+    context = {
+        "row": summarize(dataset, viewer_token_for(request), conversion),
+        "editable_ids": editable_dataset_ids(request.user, [dataset]),
+    }
+    response = render(request, "dashboard/_status_cell.html", context)
+    if dataset.status != Status.CONVERTING:
+        # htmx stops polling on 286; the cell shows the final status.
+        response.status_code = 286
+    return response
 
 
 def _datastores_serving(user: AnyUser, organization: Organization) -> list[DataStore]:

@@ -117,3 +117,25 @@ class Job(models.Model):
             return None
         organization, name = value.split("/")
         return (organization, name) if organization and name else None
+
+
+def running_conversions(datasets: Any) -> dict[tuple[str, str], Job]:
+    """The running conversion job of each `converting` dataset among `datasets`
+    (with `organization` loaded), by (organization, name): one query.
+
+    A conversion job names its dataset in `arguments["dataset"]` ("org/name");
+    the newest running job wins if there were several.
+    """
+    refs = [
+        f"{d.organization.name}/{d.name}" for d in datasets if d.status == "converting"
+    ]
+    if not refs:
+        return {}
+    jobs = Job.objects.filter(
+        kind=JobKind.CONVERT, state__in=RUNNING_STATES, arguments__dataset__in=refs
+    ).order_by("created", "pk")
+    found: dict[tuple[str, str], Job] = {}
+    for job in jobs:
+        organization, _, name = str(job.arguments.get("dataset")).partition("/")
+        found[(organization, name)] = job
+    return found

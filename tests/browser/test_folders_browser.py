@@ -137,7 +137,8 @@ def tree_row(page: Page, name: str) -> Locator:
 def wait_for_thumbnails(page: Page) -> None:
     page.wait_for_function(
         "() => [...document.querySelectorAll('img.thumb')]"
-        ".every(img => img.complete && img.naturalWidth > 0)"
+        ".every(img => img.complete && img.naturalWidth > 0)",
+        timeout=30_000,  # each one is rendered by the datastore; CI has 2 cores
     )
 
 

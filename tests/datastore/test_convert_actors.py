@@ -90,6 +90,9 @@ def serve(url: str, queue: str, reports: str, threads: int) -> None:
         broker, queues={queue}, worker_threads=threads, worker_timeout=100
     )
     worker.start()
+    # The tests start work only once every process consumes: a process still
+    # importing would otherwise leave all tasks to the first one.
+    FileReporter(Path(reports))._write({"job": "", "kind": "ready"})
     stop.wait()
     worker.stop()
     broker.close()
@@ -125,6 +128,11 @@ def workers(
     ]
     for process in processes:
         process.start()
+    deadline = time.monotonic() + 60
+    while sum(r["kind"] == "ready" for r in read_reports(reports)) < len(processes):
+        assert time.monotonic() < deadline, "worker processes did not start"
+        assert all(p.is_alive() for p in processes), "a worker process died"
+        time.sleep(0.05)
     yield actors, reports
     for process in processes:
         process.terminate()

@@ -159,8 +159,18 @@ def _manage(env: dict[str, str], *args: str) -> None:
 
 
 @contextmanager
-def running_services(database_url: str, home: Path) -> Iterator[Services]:
-    """Metaserver and datastore on free loopback ports, with `home` as VOXELHUB_HOME."""
+def running_services(
+    database_url: str, home: Path, broker_url: str = "", worker_processes: int = 2
+) -> Iterator[Services]:
+    """Metaserver and datastore on free loopback ports, with `home` as VOXELHUB_HOME.
+
+    With `broker_url` (Redis or RabbitMQ) the datastore sends its jobs there and
+    `voxelhub datastore worker --processes N` runs them as separate processes,
+    as in production; without, the datastore's in-process worker runs them. The
+    datastore's name (hence its queue) is unique, so runs sharing a broker do
+    not take each other's jobs.
+    """
+    datastore_name = f"e2e-{uuid.uuid4().hex[:8]}"
     binary_data = home / "binaryData"
     (binary_data / ORG).mkdir(parents=True)
     logs = home / "logs"
@@ -195,7 +205,7 @@ def running_services(database_url: str, home: Path) -> Iterator[Services]:
             "from pathlib import Path;"
             "from metaserver.bootstrap import ensure_embedded_setup as s;"
             f"r = s(credentials_file=Path(sys.argv[1]), organization={ORG!r},"
-            f" datastore_name='e2e', datastore_url={datastore_url!r});"
+            f" datastore_name={datastore_name!r}, datastore_url={datastore_url!r});"
             "print(json.dumps({'token': r.api_token, 'key': r.datastore_key}))",
             str(home / "credentials.json"),
         ],
@@ -210,7 +220,8 @@ def running_services(database_url: str, home: Path) -> Iterator[Services]:
     ds_env = dict(env)
     ds_env.update(
         {
-            "VOXELHUB_DATASTORE_NAME": "e2e",
+            "VOXELHUB_DATASTORE_NAME": datastore_name,
+            "VOXELHUB_BROKER_URL": broker_url,
             "VOXELHUB_DATASTORE_URL": datastore_url,
             "VOXELHUB_DATASTORE_KEY": creds["key"],
             "VOXELHUB_DATASTORE_BINARY_DATA": str(binary_data),
@@ -258,13 +269,27 @@ def running_services(database_url: str, home: Path) -> Iterator[Services]:
                 )
             )
         wait_http(f"{datastore_url}/data/health", procs[1], logs / "datastore.log")
+        if broker_url:
+            with open(logs / "worker.log", "wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            *(python, "-m", "voxelhub.cli", "datastore", "worker"),
+                            *("--processes", str(worker_processes), "--threads", "1"),
+                        ],
+                        env=ds_env,
+                        cwd=ROOT,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         yield Services(
             metaserver_url=metaserver_url,
             datastore_url=datastore_url,
             binary_data=binary_data,
             admin_token=creds["token"],
             datastore_key=creds["key"],
-            datastore_name="e2e",
+            datastore_name=datastore_name,
             env=ds_env,
             logs=logs,
             metaserver_env=env,

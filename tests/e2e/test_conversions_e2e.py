@@ -183,3 +183,69 @@ def test_a_cancelled_conversion_leaves_an_unusable_dataset_and_no_staging(
     assert _staging_folders(services, "cancelled_tiff") == []
     assert not (services.binary_data / ORG / "cancelled_tiff").exists()
     assert _wait_for_job(services, job_id)["state"] == "cancelled"
+
+
+_QUEUED_JOB = """
+import sys
+from metaserver.accounts.models import Organization
+from metaserver.datastores.models import DataStore
+from metaserver.jobs.actions import do_create_job
+job = do_create_job(
+    Organization.objects.get(name=sys.argv[1]),
+    "convert",
+    datastore=DataStore.objects.get(name=sys.argv[2]),
+    arguments={"dataset": sys.argv[1] + "/" + sys.argv[3]},
+)
+print(job.pk)
+"""
+
+
+def test_a_job_cancelled_while_queued_drops_its_conversion_when_it_starts(
+    services: Services, tmp_path: Path
+) -> None:
+    """The cancel reaches the node before any staging folder exists; the worker
+    that later takes the queued message hears 409 on its first report and
+    removes what it planned, instead of converting a cancelled job."""
+    import dramatiq
+
+    from datastore.config import DatastoreSettings
+    from datastore.job_reporter import MetaserverJobReporter
+    from datastore.worker import create_broker, declare_actors
+    from shared.conversions import ConversionCancelled
+    from tests.shared import conversion_inputs as inputs
+
+    name = "queued_cancel"
+    job_id = services.django(_QUEUED_JOB, ORG, services.datastore_name, name).strip()
+    with services.api(services.admin_token) as api:
+        assert api.post(f"/api/jobs/{job_id}/cancel/").json()["state"] == "cancelled"
+
+    class Recording(MetaserverJobReporter):
+        raised: list[str] = []
+
+        def report_progress(self, job: str, done: int, total: int, msg: str) -> None:
+            try:
+                super().report_progress(job, done, total, msg)
+            except ConversionCancelled as e:
+                self.raised.append(str(e))
+                raise
+
+    # A worker of the node's own kind (its settings, its reporter), in-process.
+    reporter = Recording(DatastoreSettings.from_env(services.env))
+    broker = create_broker("")
+    actors = declare_actors(broker, "datastore.queued-cancel", reporter)
+    inputs.write_tiff(tmp_path / "s.tif", inputs.volume("uint8", (64, 64, 16)))
+    target = services.binary_data / ORG / name
+    actors.conversion.start(job_id, tmp_path / "s.tif", target, {"voxel_size": [1] * 3})
+    worker = dramatiq.Worker(
+        broker, queues={"datastore.queued-cancel"}, worker_timeout=100
+    )
+    worker.start()
+    try:
+        broker.join("datastore.queued-cancel", timeout=30_000)
+    finally:
+        worker.stop()
+        broker.close()
+    assert reporter.raised == [f"job {job_id} has ended on the metaserver"]
+    assert _staging_folders(services, name) == []
+    assert not target.exists()
+    assert _wait_for_job(services, job_id)["state"] == "cancelled"

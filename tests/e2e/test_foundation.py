@@ -87,7 +87,7 @@ def test_datastore_registers_and_reports_heartbeats(services: Services) -> None:
             assert response.status_code == 200, response.text
             body = response.json()
             stores = body["results"] if isinstance(body, dict) else body
-            store = next(s for s in stores if s["name"] == "e2e")
+            store = next(s for s in stores if s["name"] == services.datastore_name)
             if store["is_reachable"] or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
@@ -101,7 +101,7 @@ def test_dataset_placed_in_binary_data_appears_active_after_a_scan(
     dataset = services.dataset("from_webknossos", "active")
     assert dataset["status"] == "active", dataset
     assert dataset["organization"] == ORG
-    assert dataset["datastore"]["name"] == "e2e"
+    assert dataset["datastore"]["name"] == services.datastore_name
     layers = {layer["name"]: layer for layer in dataset["datasource"]["dataLayers"]}
     assert layers["color"]["dataFormat"] == "wkw"
     assert layers["segmentation"]["elementClass"] == "uint32"
