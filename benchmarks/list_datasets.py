@@ -255,6 +255,8 @@ def run(args: argparse.Namespace) -> None:
                     f"{p50:>7.1f} {p95:>7.1f} {p50 / ref_p50:>8.1f}  "
                     f"{'yes' if p95 < GOAL_P95_MS else 'NO'}"
                 )
+        if args.profile:
+            profile_list(library.tokens["admin"], args.profile)
         print(
             f"\nvisible datasets: admin {library.visible['admin']}, "
             f"member {library.visible['member']} (through folders of "
@@ -265,6 +267,24 @@ def run(args: argparse.Namespace) -> None:
     finally:
         connection.creation.destroy_test_db(database, verbosity=0)
         teardown_test_environment()
+
+
+def profile_list(token: str, requests: int) -> None:
+    """cProfile of `requests` admin list requests: where the time goes."""
+    import cProfile
+    import pstats
+
+    from django.test import Client  # noqa: TID251 (benchmarks the metaserver in-process)
+
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(requests):
+        client.get("/api/datasets/", {"page_size": PAGE_SIZE})
+    profiler.disable()
+    print(f"\n--- profile of {requests} admin list requests (cumulative)")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
 def explain(queries: list[dict[str, Any]], title: str) -> None:
@@ -296,6 +316,13 @@ def main() -> None:
         help="print each query's execution time (VOXELHUB_BENCH_PLANS=1: plans)",
     )
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print a cProfile of N admin list requests",
+    )
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument(
         "--jit-off", action="store_true", help="connect with PostgreSQL's jit=off"

@@ -70,6 +70,7 @@ class ConversionRequest:
     unit: str
     layer_hints: tuple[dict[str, str], ...]
     job_id: str
+    data_format: str | None = None
 
 
 def _single_file(folder: Path) -> bool:
@@ -85,6 +86,8 @@ def start_conversion(actors: Actors, request: ConversionRequest) -> None:
     options: dict[str, Any] = {"unit": request.unit}
     if request.voxel_size is not None:
         options["voxel_size"] = list(request.voxel_size)
+    if request.data_format is not None:
+        options["data_format"] = request.data_format
     if len(request.layer_hints) == 1:  # the converter takes one name and category
         hint = request.layer_hints[0]
         if hint.get("name"):
@@ -315,6 +318,7 @@ class Finisher:
             unit=upload.unit,
             layer_hints=upload.layer_hints,
             job_id=job_id,
+            data_format=upload.data_format,
         )
         await self._run(lambda: self.start_conversion(request))
         logger.info("upload %s: conversion job %s queued", upload.upload_id, job_id)

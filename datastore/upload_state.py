@@ -24,6 +24,7 @@ from datastore.errors import BadRequest
 from shared.datasource import VoxelSize
 from shared.protocol import NAME_PATTERN
 from shared.uploads import (
+    CONVERSION_FORMATS,
     MAX_FILES_HARD,
     UploadPathError,
     check_relative_path,
@@ -66,6 +67,8 @@ class Upload:
     voxel_size: tuple[float, float, float] | None = None
     unit: str = "nanometer"
     layer_hints: tuple[dict[str, str], ...] = ()
+    # Output format of a conversion: wkw or zarr3 (None: the converter's default).
+    data_format: str | None = None
     state: UploadState = UploadState.RESERVED
     message: str = ""
     # An outcome the metaserver has not acknowledged yet (sent again later).
@@ -99,6 +102,7 @@ class Upload:
             "voxel_size": None if self.voxel_size is None else list(self.voxel_size),
             "unit": self.unit,
             "layer_hints": list(self.layer_hints),
+            "data_format": self.data_format,
             "state": self.state.value,
             "message": self.message,
             "pending_report": self.pending_report,
@@ -123,6 +127,7 @@ class Upload:
             voxel_size=None if voxel is None else (voxel[0], voxel[1], voxel[2]),
             unit=data.get("unit", "nanometer"),
             layer_hints=tuple(data.get("layer_hints") or ()),
+            data_format=data.get("data_format"),
             state=UploadState(data.get("state", "reserved")),
             message=data.get("message", ""),
             pending_report=data.get("pending_report"),
@@ -223,6 +228,11 @@ def parse_reservation(body: Any) -> Upload:
         for h in hints
     ):
         _problem(problems, "layer_hints", "must be a list of {name, category}")
+    data_format = body.get("data_format")
+    if data_format is not None and data_format not in CONVERSION_FORMATS:
+        _problem(
+            problems, "data_format", f"must be one of {', '.join(CONVERSION_FORMATS)}"
+        )
     declared = body.get("total_size")
     if declared is not None and declared != sum(f.size for f in files):
         _problem(problems, "total_size", "differs from the sum of the file sizes")
@@ -239,6 +249,7 @@ def parse_reservation(body: Any) -> Upload:
         voxel_size=voxel,
         unit=unit,
         layer_hints=tuple(hints),
+        data_format=data_format,
     )
 
 

@@ -29,6 +29,8 @@ UPLOAD_TOKEN_PREFIX: Final = "vxu_"  # noqa: S105 (a prefix, not a secret)
 CHECKSUM_MISMATCH_STATUS: Final = 460
 
 MAX_CHUNK_BYTES: Final = 64 * 2**20
+# Output formats an upload's conversion may ask for (WKW is the default).
+CONVERSION_FORMATS: Final = ("wkw", "zarr3")
 MAX_COMPONENT_BYTES: Final = 255
 MAX_PATH_CHARS: Final = 4096
 # Files per upload the datastore accepts at all; the metaserver's limit is lower.

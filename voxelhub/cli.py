@@ -423,8 +423,7 @@ _token_option = click.option(
     "--format",
     "data_format",
     type=click.Choice(["wkw", "zarr3"]),
-    help="Target format of a conversion (not yet part of the upload protocol: "
-    "the datastore's default is used).",
+    help="Output format if the upload is converted (default: wkw).",
 )
 @click.option("--chunk-mib", default=8, show_default=True, type=click.IntRange(1, 64))
 @click.option("--wait", is_flag=True, help="Wait until the dataset is active.")
@@ -460,12 +459,6 @@ def upload(
 
     from voxelhub.client import UploadFailed, UploadProgress, VoxelhubError
 
-    if data_format:
-        click.echo(
-            f"note: --format {data_format} is not part of the upload protocol yet; "
-            "the datastore's default format is used",
-            err=True,
-        )
     client = _client(url, token)
     bar = Progress(
         TextColumn("{task.description:<10}"),
@@ -502,6 +495,7 @@ def upload(
                 progress=on_progress,
                 wait=wait,
                 chunk_size=chunk_mib * 2**20,
+                data_format=data_format,
             )
     except (VoxelhubError, UploadFailed, OSError, ValueError, TimeoutError) as e:
         raise click.ClickException(str(e)) from None

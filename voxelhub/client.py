@@ -302,8 +302,12 @@ class Client:
         timeout: float = 3600,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         datastore: str | None = None,
+        data_format: str | None = None,
     ) -> UploadResult:
-        """Upload a file or folder as dataset `organization/name`; see the module."""
+        """Upload a file or folder as dataset `organization/name`; see the module.
+
+        `data_format` ("wkw" or "zarr3") is the output of a conversion, if the
+        upload needs one (the server's default is WKW)."""
         if not 1 <= chunk_size <= MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_size must be 1 to {MAX_CHUNK_BYTES}")
         source = Path(path)
@@ -364,6 +368,8 @@ class Client:
             body["layers"] = [hint]
         if datastore:
             body["datastore"] = datastore
+        if data_format:
+            body["data_format"] = data_format
 
         state_file = _cache_dir() / f"{self._state_key(body)}.json"
         reservation, resumed = self._reservation(state_file, body, chunk_size)

@@ -183,6 +183,7 @@ def reserve_upload(
     voxel_size: list[float] | None = None,
     unit: str = "nanometer",
     layer_hints: list[dict[str, str]] | None = None,
+    data_format: str = "wkw",
 ) -> dict[str, Any]:
     """Reserve an upload on the node (`datastore/routes/upload.py`).
 
@@ -206,6 +207,7 @@ def reserve_upload(
             "voxel_size": voxel_size,
             "unit": unit,
             "layer_hints": list(layer_hints or []),
+            "data_format": data_format,
         },
     )
     logger.info(

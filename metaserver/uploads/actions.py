@@ -70,6 +70,7 @@ class Reservation:
     unit: str
     layer_hints: list[dict[str, str]]
     datastore_name: str | None = None
+    data_format: str = "wkw"
 
     @property
     def total_size(self) -> int:
@@ -159,6 +160,7 @@ def _hold_name(reservation: Reservation, datastore: DataStore, token: str) -> Up
             voxel_size=reservation.voxel_size,
             unit=reservation.unit,
             layer_hints=reservation.layer_hints,
+            data_format=reservation.data_format,
             files=reservation.files,
             file_count=len(reservation.files),
             total_size=reservation.total_size,
@@ -207,6 +209,7 @@ def do_reserve_upload(reservation: Reservation) -> tuple[Upload, str]:
             voxel_size=reservation.voxel_size,
             unit=reservation.unit,
             layer_hints=reservation.layer_hints,
+            data_format=reservation.data_format,
         )
     except DatastoreUnavailable as e:
         _end(upload, UploadState.FAILED, f"datastore unreachable: {e}")

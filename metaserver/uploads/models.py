@@ -11,6 +11,7 @@ from django.utils import timezone
 from metaserver.accounts.models import Organization, Team, name_validator
 from metaserver.datasets.models import Folder
 from metaserver.datastores.models import DataStore
+from shared.uploads import CONVERSION_FORMATS
 
 
 class UploadState(models.TextChoices):
@@ -60,6 +61,10 @@ class Upload(models.Model):
     voxel_size = models.JSONField(null=True, blank=True)
     unit = models.CharField(max_length=32, default="nanometer")
     layer_hints = models.JSONField(default=list, blank=True)
+    # Output format of a conversion (wkw, the default, or zarr3).
+    data_format = models.CharField(
+        max_length=8, choices=[(f, f) for f in CONVERSION_FORMATS], default="wkw"
+    )
     files = models.JSONField(default=list)
     file_count = models.PositiveIntegerField(default=0)
     total_size = models.PositiveBigIntegerField(default=0)

@@ -97,6 +97,7 @@ def _create_job(upload: Upload) -> int | None:
         "voxel_size": upload.voxel_size,
         "unit": upload.unit,
         "layer_hints": upload.layer_hints,
+        "data_format": upload.data_format,
     }
     owner = upload.user
     try:

@@ -362,6 +362,7 @@ async def test_data_that_is_no_dataset_goes_to_a_conversion_job(
         name="tiffs",
         voxel_size=[1, 1, 2],
         layer_hints=[{"name": "em", "category": "color"}],
+        data_format="zarr3",
     )
     await send_all(node, up)
     response = await finish(node, up)
@@ -375,6 +376,7 @@ async def test_data_that_is_no_dataset_goes_to_a_conversion_job(
     assert request.target == binary_data / "lab" / "tiffs"
     assert request.voxel_size == (1.0, 1.0, 2.0)
     assert request.layer_hints == ({"name": "em", "category": "color"},)
+    assert request.data_format == "zarr3"
     assert sorted(p.name for p in request.input_path.iterdir()) == [
         "z000.tif",
         "z001.tif",
@@ -1065,3 +1067,72 @@ async def test_housekeeping_removes_uploads_that_expire_while_running(
     await node.app[FINISHER].housekeeping()
     assert not upload_dir(binary_data, up).exists()
     assert node.app[UPLOADS].load(up.upload_id) is None
+
+
+async def test_a_reservation_with_an_unknown_output_format_is_400(
+    node: Client, metaserver: UploadMetaserver
+) -> None:
+    body = {
+        "upload_id": str(uuid.uuid4()),
+        "organization": "lab",
+        "name": "x",
+        "files": [{"path": "a.tif", "size": 1, "sha256": sha(b"x")}],
+        "token_sha256": sha(b"t"),
+        "expires": time.time() + 60,
+        "data_format": "tiff",
+    }
+    response = await node.post(
+        "/data/datasets/reserveUpload",
+        json=body,
+        headers={METASERVER_TOKEN_HEADER: metaserver.metaserver_token},
+    )
+    detail = (await error(response, 400))["detail"]
+    assert detail == [{"path": "data_format", "message": "must be one of wkw, zarr3"}]
+
+
+def test_the_output_format_reaches_the_converter_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    from datastore.upload_finish import start_conversion
+    from datastore.upload_state import Upload
+
+    upload = Upload(
+        upload_id=str(uuid.uuid4()),
+        organization="lab",
+        name="x",
+        files=(),
+        token_sha256=sha(b"t"),
+        expires=time.time() + 60,
+        created=time.time(),
+        data_format="zarr3",
+    )
+    assert Upload.from_json(json.loads(json.dumps(upload.to_json()))).data_format == (
+        "zarr3"
+    )
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def start(self, *args: Any) -> None:
+            self.sent.append(args)
+
+    recorder = Recorder()
+    actors = type("A", (), {"conversion": recorder})()
+    (tmp_path / "in").mkdir()
+    start_conversion(
+        actors,  # type: ignore[arg-type]
+        ConversionRequest(
+            input_path=tmp_path / "in",
+            target=tmp_path / "out",
+            organization="lab",
+            name="x",
+            voxel_size=None,
+            unit="nanometer",
+            layer_hints=(),
+            job_id="7",
+            data_format="zarr3",
+        ),
+    )
+    [(_, _, _, options)] = recorder.sent
+    assert options["data_format"] == "zarr3"

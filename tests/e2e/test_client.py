@@ -307,6 +307,40 @@ def test_an_array_is_uploaded_as_a_tiff_stack_and_converted(
     np.testing.assert_array_equal(got, data)
 
 
+def test_the_cli_converts_a_tiff_upload_to_the_format_asked_for(
+    services: Services, tmp_path: Path, cache: Path
+) -> None:
+    import tensorstore as ts
+    import tifffile
+
+    data = np.random.default_rng(11).integers(0, 255, (20, 48, 40), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", data)  # pages are z slices of (y, x)
+    done = _cli(
+        services,
+        cache,
+        *("upload", str(tmp_path / "stack.tif"), "--organization", ORG),
+        *("--name", "cli_zarr3", "--voxel-size", "5,5,5", "--format", "zarr3"),
+        "--wait",
+    )
+    assert done.returncode == 0, done.stderr
+    dataset = services.dataset("cli_zarr3", "active")
+    [layer] = dataset["datasource"]["dataLayers"]
+    assert (layer["name"], layer["dataFormat"]) == ("color", "zarr3")
+    # Read with tensorstore, as a client of the files would.
+    store = ts.open(
+        {
+            "driver": "zarr3",
+            "kvstore": {
+                "driver": "file",
+                "path": str(services.binary_data / ORG / "cli_zarr3" / "color" / "1"),
+            },
+        }
+    ).result()
+    np.testing.assert_array_equal(
+        store[0, :40, :48, :20].read().result(), data.transpose(2, 1, 0)
+    )
+
+
 def test_the_cli_resumes_an_interrupted_upload(
     services: Services, client: Client, tmp_path: Path, cache: Path
 ) -> None:

@@ -4,6 +4,7 @@ datastore's outcome reports. The datastore's side is faked at the client module.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -107,7 +108,30 @@ def test_managers_reserve_and_get_a_token_the_datastore_knows_by_hash(
     assert kw["token_sha256"] == upload.token_hash
     assert kw["expires"] == pytest.approx(upload.expires.timestamp())
     assert kw["layer_hints"] == [{"name": "em", "category": "color"}]
+    assert kw["data_format"] == "wkw"  # the default output of a conversion
+    assert answer["data_format"] == "wkw"
     assert upload.expires - upload.created == timedelta(hours=24)
+
+
+def test_the_output_format_of_a_conversion_goes_to_the_datastore(
+    live: World, node: Node
+) -> None:
+    response = reserve(live, "admin", data_format="zarr3")
+    assert response.status_code == 201, response.content
+    assert response.json()["data_format"] == "zarr3"
+    [(_, _, _, _, kw)] = node.calls
+    assert kw["data_format"] == "zarr3"
+    assert Upload.objects.get(pk=response.json()["id"]).data_format == "zarr3"
+
+
+@pytest.mark.parametrize("value", ["n5", "WKW", "", 3, None])
+def test_an_unknown_output_format_is_400_naming_the_field(
+    live: World, node: Node, value: object
+) -> None:
+    response = reserve(live, "admin", data_format=value)
+    body = assert_json_error(response, 400)
+    assert "data_format" in json.dumps(body["detail"])
+    assert node.calls == []
 
 
 def test_team_managers_reserve_into_a_folder_of_their_team_only(

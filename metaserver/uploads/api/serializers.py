@@ -18,6 +18,7 @@ from metaserver.uploads.models import Upload
 from metaserver.uploads.outcomes import MAX_REASON_CHARS, REPORTED
 from shared.datasource import LENGTH_UNITS
 from shared.uploads import (
+    CONVERSION_FORMATS,
     UploadPathError,
     check_relative_path,
     check_sha256,
@@ -72,6 +73,13 @@ class UploadReserveSerializer(StrictInputSerializer):
     )
     layers = serializers.ListField(
         child=LayerHintSerializer(), max_length=100, required=False, default=list
+    )
+    data_format = serializers.ChoiceField(
+        choices=CONVERSION_FORMATS,
+        required=False,
+        default="wkw",
+        help_text="Output format if the upload needs a conversion (WKW by default; "
+        "zarr3 writes sharded Zarr v3).",
     )
     datastore = StrictCharField(max_length=128, required=False)
 
@@ -129,6 +137,7 @@ class UploadSerializer(serializers.ModelSerializer):
             "voxel_size",
             "unit",
             "layer_hints",
+            "data_format",
             "file_count",
             "total_size",
             "files",

@@ -96,6 +96,7 @@ class UploadViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 voxel_size=data.get("voxel_size"),
                 unit=data["unit"],
                 layer_hints=[dict(h) for h in data["layers"]],
+                data_format=data["data_format"],
                 datastore_name=data.get("datastore"),
             )
         )

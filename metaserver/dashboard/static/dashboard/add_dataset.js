@@ -318,6 +318,7 @@
         folder: Number($("upload-folder").value) || null,
         allowed_teams: Array.from($("upload-teams").selectedOptions, (o) => Number(o.value)),
         unit: $("upload-unit").value,
+        data_format: $("upload-format").value,
       };
       if (voxel.every((v) => v > 0)) body.voxel_size = voxel;
       const layer = $("upload-layer").value.trim();
