@@ -251,6 +251,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several serializers have a `status`; name the dataset's one explicitly.
+    "ENUM_NAME_OVERRIDES": {"DatasetStatusEnum": "metaserver.datasets.models.Status"},
 }
 
 VOXELHUB_LOG_LEVEL = env_str("VOXELHUB_LOG_LEVEL", "INFO").upper()

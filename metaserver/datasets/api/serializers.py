@@ -45,32 +45,6 @@ class AllowedTeamSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
-def _second(pair: tuple[Any, Any]) -> Any:
-    return pair[1]
-
-
-def load_tags_and_teams(datasets: list[Dataset]) -> None:
-    """Tag names and (id, name) of allowed teams of `datasets`, one query each.
-
-    Cheaper than prefetch_related for a page of rows: Django's prefetch builds a
-    related manager and a queryset per row, which costs more than the queries.
-    """
-    by_id = {dataset.pk: dataset for dataset in datasets}
-    for dataset in datasets:
-        dataset.loaded_tag_names = []  # type: ignore[attr-defined]
-        dataset.loaded_teams = []  # type: ignore[attr-defined]
-    tags = Dataset.tags.through.objects.filter(dataset_id__in=by_id).values_list(
-        "dataset_id", "tag__name"
-    )
-    for dataset_id, name in tags:
-        by_id[dataset_id].loaded_tag_names.append(name)  # type: ignore[attr-defined]
-    teams = Dataset.allowed_teams.through.objects.filter(
-        dataset_id__in=by_id
-    ).values_list("dataset_id", "team_id", "team__name")
-    for dataset_id, team_id, name in teams:
-        by_id[dataset_id].loaded_teams.append((team_id, name))  # type: ignore[attr-defined]
-
-
 class DatasetSerializer(serializers.ModelSerializer):
     """A dataset in the API; `datasource` keeps its WEBKNOSSOS camelCase.
 
@@ -118,17 +92,12 @@ class DatasetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_tags(self, dataset: Dataset) -> list[str]:
-        loaded = getattr(dataset, "loaded_tag_names", None)
-        if loaded is not None:
-            return sorted(loaded)
         return sorted(tag.name for tag in dataset.tags.all())
 
     @extend_schema_field(AllowedTeamSerializer(many=True))
     def get_allowed_teams(self, dataset: Dataset) -> list[dict[str, Any]]:
-        loaded = getattr(dataset, "loaded_teams", None)
-        if loaded is None:
-            loaded = [(team.pk, team.name) for team in dataset.allowed_teams.all()]
-        return [{"id": pk, "name": name} for pk, name in sorted(loaded, key=_second)]
+        teams = sorted(dataset.allowed_teams.all(), key=lambda team: team.name)
+        return [{"id": team.pk, "name": team.name} for team in teams]
 
     def get_description_html(self, dataset: Dataset) -> str:
         return render_markdown(dataset.description)
@@ -136,7 +105,8 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 class DatasetListItemSerializer(DatasetSerializer):
     """A dataset in a listing: everything but the rendered description (per page
-    of 100 rows, Markdown rendering costs more than the queries)."""
+    of 100 rows, Markdown rendering costs more than the queries). The listing
+    builds these rows itself (`list_rows`); this is their schema."""
 
     class Meta(DatasetSerializer.Meta):
         fields = tuple(

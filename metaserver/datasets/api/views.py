@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +31,7 @@ from metaserver.datasets.access import (
     token_may_access,
 )
 from metaserver.datasets.actions import ReportConflict, do_apply_dataset_report
+from metaserver.datasets.api.list_rows import FastJSONRenderer, list_rows
 from metaserver.datasets.api.serializers import (
     DATASET_ORDERINGS,
     DATASET_PREFETCH,
@@ -47,7 +49,6 @@ from metaserver.datasets.api.serializers import (
     SharingTokenSerializer,
     TagCountSerializer,
     ValidateAccessSerializer,
-    load_tags_and_teams,
 )
 from metaserver.datasets.dataset_actions import (
     do_apply_pending_datasource,
@@ -204,6 +205,7 @@ class DatasetViewSet(
     serializer_class = DatasetSerializer
     pagination_class = StrictPageNumberPagination
     permission_classes = (AllowAny,)
+    renderer_classes = (FastJSONRenderer, BrowsableAPIRenderer)
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve"):
@@ -240,24 +242,20 @@ class DatasetViewSet(
             ),
             OpenApiParameter("is_public", OpenApiTypes.BOOL),
             OpenApiParameter("ordering", OpenApiTypes.STR, enum=DATASET_ORDERINGS),
-        ]
+        ],
+        responses=DatasetListItemSerializer(many=True),
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # Page through narrow rows (ids) and load the wide ones (datasources) only
         # for the page: sorting thousands of visible datasets at full width costs
         # more than the extra query.
         ordered = self.filter_queryset(self.get_queryset())
-        page_ids = self.paginate_queryset(ordered.values_list("pk", flat=True)) or []
-        rows = {
-            row.pk: row
-            for row in self.get_queryset()
-            .prefetch_related(None)
-            .filter(pk__in=page_ids)
-        }
-        page = [rows[pk] for pk in page_ids if pk in rows]
-        load_tags_and_teams(page)
-        data = DatasetListItemSerializer(page, many=True).data
-        return self.get_paginated_response(data)
+        paginator = self.paginator
+        assert isinstance(paginator, StrictPageNumberPagination)  # noqa: S101
+        page_ids = paginator.paginate_ids(
+            ordered.values_list("pk", flat=True), request, self
+        )
+        return self.get_paginated_response(list_rows(page_ids))
 
     @extend_schema(
         parameters=[
