@@ -214,14 +214,6 @@ class Dataset(models.Model):
                 name="dataset_public_status",
             ),
             models.Index(fields=("-updated",), name="dataset_updated"),
-            # The listing's visibility predicate and default order need only
-            # these columns: PostgreSQL answers it from this narrow index instead
-            # of scanning rows that carry whole datasources.
-            models.Index(
-                fields=("name", "organization"),
-                include=("id", "status", "is_public", "folder"),
-                name="dataset_listing",
-            ),
         )
 
     def __str__(self) -> str:
