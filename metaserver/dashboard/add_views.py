@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_BYTES: Final = 8 * 2**20
 MIN_CHUNK_BYTES: Final = 1024
-# Files are hashed whole in the browser (crypto.subtle has no incremental digest).
-MAX_FILE_BYTES: Final = 512 * 2**20
 PARALLEL_CHUNKS: Final = 3
 X: Final = " \N{MULTIPLICATION SIGN} "
 
@@ -128,7 +126,6 @@ def dataset_add(request: HtmxRequest) -> HttpResponse:
         "name_pattern": NAME_PATTERN,
         "chunk_size": _chunk_size(request.GET.get("chunk_size")),
         "parallel": PARALLEL_CHUNKS,
-        "max_file_bytes": MAX_FILE_BYTES,
         "samples": SAMPLES,
     }
     return render(request, "dashboard/dataset_add.html", context)

@@ -128,3 +128,32 @@ def test_add_the_em_sample_with_one_click(
     page.get_by_label("Name").first.fill("browser_em_sample")
     page.get_by_role("button", name="Add EM cells: color + segmentation").click()
     expect(page.locator("#toasts")).to_contain_text("exists already")
+
+
+def test_a_file_larger_than_a_hash_slice_uploads_and_converts_to_zarr3(
+    page: Page, browser_world: BrowserWorld, tmp_path: Path
+) -> None:
+    """21 MiB: hashed in two 16 MiB slices (the finish checks the digest), sent in
+    three 8 MiB chunks, converted to the format chosen in the form."""
+    import tifffile
+
+    stack = np.random.default_rng(5).integers(0, 255, (84, 512, 512), dtype=np.uint8)
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, stack)
+    assert path.stat().st_size > 20 * 2**20
+
+    sign_in(page, browser_world, "/datasets/add/")
+    page.locator("#upload-name").fill("browser_big_zarr3")
+    page.select_option("#upload-format", "zarr3")
+    page.set_input_files("#upload-files", str(path))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#outcome-text")).to_contain_text("Converted", timeout=120_000)
+    dataset = browser_world.services.dataset(
+        "browser_big_zarr3",
+        "active",
+        organization=browser_world.organization,
+        token=browser_world.token,
+    )
+    [layer] = dataset["datasource"]["dataLayers"]
+    assert layer["dataFormat"] == "zarr3"
+    assert layer["boundingBox"]["depth"] == 84

@@ -1,7 +1,8 @@
 // The Upload tab of "Add Dataset": files and folders → reserve → chunks → finish.
-// Protocol: README "Uploading datasets". Each file is hashed whole with
-// crypto.subtle (no incremental digest there), hence the per-file size limit in
-// data-max-file-bytes; chunks are hashed one by one for X-Voxelhub-Chunk-Sha256.
+// Protocol: README "Uploading datasets". Files are hashed in slices with
+// hash-wasm's incremental SHA-256 (vendor/, WebAssembly: files of any size, and no
+// HTTPS needed as crypto.subtle would); chunks are hashed one by one for
+// X-Voxelhub-Chunk-Sha256.
 (function () {
   "use strict";
   const form = document.getElementById("upload-form");
@@ -10,7 +11,8 @@
   const cfg = form.dataset;
   const chunkSize = Number(cfg.chunkSize);
   const parallel = Number(cfg.parallel) || 3;
-  const maxFileBytes = Number(cfg.maxFileBytes);
+  // Bytes read into memory at once while hashing a file.
+  const hashSlice = 16 * 1024 * 1024;
   const namePattern = new RegExp(cfg.namePattern);
   const files = new Map(); // relative path → {file, row, done: Set, count, sent}
   let upload = null; // {id, url, token}
@@ -25,8 +27,25 @@
   function hex(buffer) {
     return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
   }
+  let hasher = null; // one WebAssembly instance, reused (init() resets it)
+  async function sha256Hasher() {
+    if (!hasher) hasher = await hashwasm.createSHA256();
+    return hasher.init();
+  }
   async function sha256(buffer) {
-    return hex(await crypto.subtle.digest("SHA-256", buffer));
+    const h = await sha256Hasher();
+    h.update(new Uint8Array(buffer));
+    return h.digest("hex");
+  }
+  // A file's SHA-256, read slice by slice; onBytes(n) after each slice.
+  async function sha256File(file, onBytes) {
+    const h = await sha256Hasher();
+    for (let offset = 0; offset < file.size; offset += hashSlice) {
+      const end = Math.min(offset + hashSlice, file.size);
+      h.update(new Uint8Array(await file.slice(offset, end).arrayBuffer()));
+      onBytes(end - offset);
+    }
+    return h.digest("hex");
   }
   function formatSize(bytes) {
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -298,18 +317,24 @@
     showError("");
     if (!checkName()) { nameInput.focus(); return; }
     if (!files.size) { showError("Choose files or a folder first."); return; }
-    const tooBig = Array.from(files.values()).find((f) => f.file.size > maxFileBytes);
-    if (tooBig) { showError(tooBig.path + " is larger than " + formatSize(maxFileBytes) + "; zip nothing bigger, use the command line client instead."); return; }
-    if (!window.crypto || !crypto.subtle) { showError("This page needs HTTPS (or localhost) to compute checksums."); return; }
+    if (typeof hashwasm === "undefined" || typeof WebAssembly === "undefined") { showError("This browser cannot compute checksums (WebAssembly is off)."); return; }
     const start = $("upload-start");
     start.disabled = true;
     $("total-progress").hidden = false;
     try {
-      say("Computing checksums…");
       const list = [];
+      let total = 0;
+      for (const entry of files.values()) total += entry.file.size;
+      let hashed = 0;
       for (const entry of files.values()) {
-        list.push({ path: entry.path, size: entry.file.size, sha256: await sha256(await entry.file.arrayBuffer()) });
+        const digest = await sha256File(entry.file, (n) => {
+          // Hashing reads every byte once more: show how far it got.
+          hashed += n;
+          say("Computing checksums… " + Math.floor((hashed / total) * 100) + " %");
+        });
+        list.push({ path: entry.path, size: entry.file.size, sha256: digest });
       }
+      say("Computing checksums… done");
       const voxel = ["upload-vx", "upload-vy", "upload-vz"].map((id) => Number($(id).value));
       const body = {
         organization: cfg.organization,
