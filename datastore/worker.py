@@ -102,13 +102,21 @@ def declare_actors(
     )
 
 
+def boot(broker: dramatiq.Broker) -> dramatiq.Broker:
+    """Tell the broker's middleware that this process is a worker, as dramatiq's
+    own CLI does: without it the TimeLimit middleware never starts its watchdog
+    and tasks run past their time limit."""
+    broker.emit_after("process_boot")
+    return broker
+
+
 class InProcessWorker:
     """A dramatiq Worker in threads of this process (the embedded default)."""
 
     def __init__(self, actors: Actors, queue_name: str, threads: int = 2) -> None:
         self.actors = actors
         self._worker = dramatiq.Worker(
-            actors.broker,
+            boot(actors.broker),
             queues={queue_name},
             worker_threads=threads,
             worker_timeout=_CONSUMER_POLL_MS,
@@ -143,7 +151,7 @@ def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     worker = dramatiq.Worker(
-        actors.broker, queues={settings.queue_name}, worker_threads=threads
+        boot(actors.broker), queues={settings.queue_name}, worker_threads=threads
     )
     worker.start()
     logger.info("worker consuming %s with %d threads", settings.queue_name, threads)

@@ -140,8 +140,16 @@ def options_from_json(
 
 
 def _reason(exception_data: Mapping[str, Any], message: Mapping[str, Any]) -> str:
+    """What the owner reads when retries are exhausted."""
     trace = str(message.get("options", {}).get("traceback") or "").strip()
     last = trace.splitlines()[-1] if trace else ""
+    if "TimeLimitExceeded" in last or exception_data.get("type") == "TimeLimitExceeded":
+        limit = task_time_limit_ms() // 1000
+        return (
+            f"a conversion task ran longer than its time limit of {limit} s "
+            f"({MAX_RETRIES + 1} attempts); raise {TIME_LIMIT_ENV} or use smaller "
+            "tasks"
+        )
     return last or str(exception_data.get("message") or "conversion failed")
 
 

@@ -30,7 +30,7 @@ from datastore.convert import (
     conversion_id,
     declare_conversion_actors,
 )
-from datastore.worker import Actors, create_broker, declare_actors
+from datastore.worker import Actors, boot, create_broker, declare_actors
 from shared.conversions import ConversionCancelled, ConversionInputError, staging_path
 from shared.datasource import load_datasource
 from tests.shared import conversion_inputs as inputs
@@ -87,7 +87,7 @@ def serve(url: str, queue: str, reports: str, threads: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     worker = dramatiq.Worker(
-        broker, queues={queue}, worker_threads=threads, worker_timeout=100
+        boot(broker), queues={queue}, worker_threads=threads, worker_timeout=100
     )
     worker.start()
     # The tests start work only once every process consumes: a process still
@@ -300,3 +300,81 @@ def test_actor_options_never_retry_input_errors_and_take_the_time_limit(
     monkeypatch.delenv(TIME_LIMIT_ENV)
     default = declare_conversion_actors(create_broker(""), "datastore.defaults")
     assert default.task.options["time_limit"] == 3_600_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["time_limit", "disk_full"])
+def test_a_task_failing_on_every_attempt_fails_the_job_and_keeps_the_previous_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """RELIABILITY 13 with injected faults: the first task of the conversion runs
+    past the time limit, or its disk is full, on every attempt. The job is retried,
+    then fails with a reason; the staging folder goes and the dataset that was
+    there stays."""
+    import errno
+
+    from datastore.convert import actors as actor_module
+
+    real_run_task = actor_module.run_task
+    attempts: list[float] = []
+
+    def faulty(staging: Path, stage: int, index: int) -> Any:
+        if (stage, index) == (0, 0):
+            attempts.append(time.monotonic())
+            if fault == "disk_full":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # interruptible by the time limit
+                time.sleep(0.01)
+        return real_run_task(staging, stage, index)
+
+    monkeypatch.setattr(actor_module, "run_task", faulty)
+    monkeypatch.setattr(actor_module, "MAX_RETRIES", 1)
+    monkeypatch.setenv(TIME_LIMIT_ENV, "1")
+    broker = create_broker("")
+    reports = tmp_path / "reports.jsonl"
+    actors = declare_actors(broker, "datastore.faults", FileReporter(reports))
+    worker = dramatiq.Worker(
+        boot(broker), queues={"datastore.faults"}, worker_threads=2, worker_timeout=100
+    )
+    worker.start()
+    target = tmp_path / "binaryData" / "lab" / "em_ds"
+    target.mkdir(parents=True)
+    (target / "datasource-properties.json").write_text('{"previous": true}')
+    try:
+        inputs.write_tiff(tmp_path / "em.tif", inputs.volume("uint8", (64, 64, 16)))
+        actors.conversion.start(
+            "job-f",
+            tmp_path / "em.tif",
+            target,
+            {"voxel_size": [1, 1, 1], "overwrite": True},
+        )
+        end = wait_for_end(reports, "job-f", within=60)
+    finally:
+        worker.stop()
+        broker.close()
+    assert end["kind"] == "failure"
+    if fault == "disk_full":
+        assert "No space left on device" in end["reason"]
+    else:
+        assert "longer than its time limit of 1 s" in end["reason"]
+        assert TIME_LIMIT_ENV in end["reason"]
+    assert len(attempts) == 2, "one attempt and one retry"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["em_ds"]
+    assert (target / "datasource-properties.json").read_text() == '{"previous": true}'
+
+
+def test_the_nodes_in_process_worker_starts_the_time_limit_watchdog() -> None:
+    """dramatiq starts TimeLimit's watchdog on "process boot", which only its own
+    CLI announces; our workers must announce it too, or no limit ever fires."""
+    from dramatiq.middleware import TimeLimit
+
+    from datastore.worker import InProcessWorker
+
+    broker = create_broker("")
+    [limit] = [m for m in broker.middleware if isinstance(m, TimeLimit)]
+    assert not limit.manager.is_alive()
+    worker = InProcessWorker(declare_actors(broker, "datastore.boot"), "datastore.boot")
+    assert limit.manager.is_alive()
+    worker.start()
+    worker.stop()
