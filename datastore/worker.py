@@ -30,6 +30,7 @@ from datastore.convert import (
     declare_conversion_actors,
 )
 from datastore.thumbnail_files import pregenerate_thumbnails
+from shared.conversions import close_sources
 from shared.env import SettingError
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class InProcessWorker:
         """Blocking: waits for running tasks (run it in an executor)."""
         self._worker.stop(timeout=30_000)
         self.actors.broker.close()
+        close_sources()
 
 
 def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
@@ -158,6 +160,7 @@ def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
     stop.wait()
     worker.stop()
     broker.close()
+    close_sources()
 
 
 def run_worker(

@@ -38,12 +38,16 @@ class StrictPageNumberPagination(PageNumberPagination):
     ) -> list[Any]:
         page_number = self._positive(request, self.page_query_param, None) or 1
         size = self.get_page_size(request)
-        paginator = self.django_paginator_class(queryset, size)
+        return self._page(
+            self.django_paginator_class(queryset, size), page_number, request
+        )
+
+    def _page(self, paginator: Any, number: int, request: Request) -> list[Any]:
         try:
-            self.page = paginator.page(page_number)
+            self.page = paginator.page(number)
         except InvalidPage:
             raise NotFound(
-                f"page {page_number} does not exist ({paginator.num_pages} pages)"
+                f"page {number} does not exist ({paginator.num_pages} pages)"
             ) from None
         self.request = request
         if paginator.num_pages > 1 and self.template is not None:
@@ -68,16 +72,7 @@ class StrictPageNumberPagination(PageNumberPagination):
         # Past the last page the window has no row to carry the count.
         total = rows[0][1] if rows else (0 if number == 1 else ids.count())
         paginator = self.django_paginator_class(_Counted(total, start, rows), size)
-        try:
-            self.page = paginator.page(number)
-        except InvalidPage:
-            raise NotFound(
-                f"page {number} does not exist ({paginator.num_pages} pages)"
-            ) from None
-        self.request = request
-        if paginator.num_pages > 1 and self.template is not None:
-            self.display_page_controls = True
-        return list(self.page)
+        return self._page(paginator, number, request)
 
 
 class _Counted:

@@ -137,10 +137,23 @@ def _source(plan: ConversionPlan, layer: LayerPlan) -> Source:
             return source
     source = open_source(layer.source)
     with _lock:
+        kept = _sources.get(key)
+        if kept is not None:  # another thread opened it meanwhile: use that one
+            source.close()
+            return kept
         _sources[key] = source
         while len(_sources) > _MAX_SOURCES:
             _sources.popitem(last=False)[1].close()
     return source
+
+
+def close_sources() -> None:
+    """Close every input this process keeps open for conversions (a worker that
+    stops; tests)."""
+    with _lock:
+        while _sources:
+            _sources.popitem(last=False)[1].close()
+        _plans.clear()
 
 
 def _forget(plan_id: str) -> None:

@@ -31,7 +31,12 @@ from datastore.convert import (
     declare_conversion_actors,
 )
 from datastore.worker import Actors, boot, create_broker, declare_actors
-from shared.conversions import ConversionCancelled, ConversionInputError, staging_path
+from shared.conversions import (
+    ConversionCancelled,
+    ConversionInputError,
+    close_sources,
+    staging_path,
+)
 from shared.datasource import load_datasource
 from tests.shared import conversion_inputs as inputs
 
@@ -260,6 +265,7 @@ def test_the_embedded_stub_broker_worker_converts(tmp_path: Path) -> None:
     finally:
         worker.stop()
         broker.close()
+        close_sources()
 
 
 def test_cancel_removes_the_staging_folder_of_a_job(tmp_path: Path) -> None:
@@ -353,6 +359,7 @@ def test_a_task_failing_on_every_attempt_fails_the_job_and_keeps_the_previous_da
     finally:
         worker.stop()
         broker.close()
+        close_sources()
     assert end["kind"] == "failure"
     if fault == "disk_full":
         assert "No space left on device" in end["reason"]

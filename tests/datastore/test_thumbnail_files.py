@@ -22,6 +22,7 @@ from datastore.thumbnail_files import (
 )
 from datastore.thumbnails import ThumbnailRequest
 from datastore.worker import create_broker, declare_actors
+from shared.conversions import close_sources
 from shared.protocol import THUMBNAIL_SIZES
 from tests.datastore.conftest import READER_TOKEN, MetaserverPeer, StartNode
 from tests.datastore.test_convert_actors import FileReporter, wait_for_end
@@ -136,6 +137,7 @@ def test_a_conversion_worker_renders_the_thumbnails_of_its_dataset(
     finally:
         worker.stop()
         broker.close()
+        close_sources()
     kept = kept_files(binary_data, "em")
     mtime = (target / "datasource-properties.json").stat().st_mtime_ns
     assert [p.name for p in kept] == sorted(
