@@ -29,6 +29,7 @@ from datastore.convert import (
     ConversionReporter,
     declare_conversion_actors,
 )
+from datastore.sample_jobs import declare_sample_actor
 from datastore.thumbnail_files import pregenerate_thumbnails
 from shared.conversions import close_sources
 from shared.env import SettingError
@@ -71,6 +72,8 @@ class Actors:
     broker: dramatiq.Broker
     ping: dramatiq.Actor[..., Any]
     conversion: ConversionActors
+    # write_sample(job_id, binary_data, organization, name, kind)
+    sample: dramatiq.Actor[..., Any]
 
 
 def declare_actors(
@@ -100,6 +103,7 @@ def declare_actors(
         conversion=declare_conversion_actors(
             broker, queue_name, reporter, after_finish=after_finish
         ),
+        sample=declare_sample_actor(broker, queue_name, reporter),
     )
 
 

@@ -1,137 +1,50 @@
-"""`POST /data/triggers/addSample?organization=&name=&kind=`: write a sample dataset.
+"""`POST /data/triggers/addSample?organization=&name=&kind=&job=`: queue a sample.
 
 Only the metaserver may call it (its token from our last registration, in
-`METASERVER_TOKEN_HEADER`); it has already decided that its user may add datasets.
-The sample is written in the executor into a staging folder and renamed into
-`binaryData/<organization>/<name>` in one step, then binaryData is scanned and the
-result reported to the metaserver in the background. An existing name is 409.
-
-Kinds: `em_cells` (EM-like cells: color + segmentation, `write_sample_dataset`) and
-`mri_blobs` (a smooth 3D blob phantom, uint16, one color layer).
+`METASERVER_TOKEN_HEADER`); it has already decided that its user may add datasets
+and created the `sample` job `job`. The node checks the names and that the dataset
+does not exist yet (409), then queues `write_sample` on its dramatiq queue and
+answers 202; a worker writes the sample (`datastore/sample_data.py`) and reports to
+the job, and the metaserver has the node scan when it succeeds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Final
+import re
 
-import numpy as np
 from aiohttp import web
 
 from datastore.errors import BadRequest, Conflict
 from datastore.routes.common import check_name
 from datastore.routes.manage import require_metaserver
-from datastore.state import EXECUTOR, INBOX, LINK
-from shared.datasource import (
-    Category,
-    DataFormat,
-    DatasourceProperties,
-    ElementClass,
-    LayerProperties,
-    MagProperties,
-    VoxelSize,
-    save_datasource,
-)
-from shared.formats import create_mag
-from shared.geometry import BoundingBox, Mag, Vec3
-from shared.samples import write_sample_dataset
+from datastore.sample_data import sample_writer
+from datastore.state import ACTORS, INBOX
 
 logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-EM_SHAPE: Final = (128, 128, 64)
-MRI_SHAPE: Final = (96, 96, 96)
-
-
-def mri_phantom(shape: tuple[int, int, int], seed: int = 7) -> np.ndarray:
-    """A smooth uint16 volume: a bright ellipsoid "head" with Gaussian blobs inside."""
-    rng = np.random.default_rng(seed)
-    axes = [np.linspace(-1, 1, s, dtype=np.float32) for s in shape]
-    x, y, z = np.meshgrid(*axes, indexing="ij")
-    radius = (x / 0.85) ** 2 + (y / 0.75) ** 2 + (z / 0.8) ** 2
-    head = 1 / (1 + np.exp(np.clip((radius - 1) * 25, -50, 50)))
-    volume = 0.35 * head
-    for _ in range(12):
-        cx, cy, cz = rng.uniform(-0.5, 0.5, 3)
-        sigma = rng.uniform(0.06, 0.2)
-        weight = rng.uniform(0.2, 0.6)
-        r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
-        volume += weight * np.exp(-r2 / (2 * sigma**2)) * head
-    volume = volume / float(volume.max())
-    return (volume * 60000).astype(np.uint16)
-
-
-def write_mri_sample(binary_data: Path, organization: str, name: str) -> Path:
-    """Write the blob phantom as a WKW dataset (mag 1), staged then renamed."""
-    org_dir = binary_data / organization
-    target = org_dir / name
-    if target.exists():
-        raise FileExistsError(f"{target} already exists")
-    org_dir.mkdir(parents=True, exist_ok=True)
-    data = mri_phantom(MRI_SHAPE)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=org_dir))
-    try:
-        mag = Mag(1, 1, 1)
-        array = create_mag(
-            staging / "color" / mag.to_layer_name(), DataFormat.WKW, data.dtype, 1
-        )
-        array.write(Vec3(0, 0, 0), data[None])
-        array.close()
-        layer = LayerProperties(
-            name="color",
-            category=Category.COLOR,
-            bounding_box=BoundingBox.of((0, 0, 0), MRI_SHAPE),
-            element_class=ElementClass.from_dtype(data.dtype),
-            data_format=DataFormat.WKW,
-            mags=(MagProperties(mag=mag, path=f"./color/{mag.to_layer_name()}"),),
-            num_channels=1,
-        )
-        properties = DatasourceProperties(
-            name=name,
-            team=organization,
-            voxel_size=VoxelSize((1000.0, 1000.0, 1000.0)),
-            layers=(layer,),
-        )
-        save_datasource(staging / "datasource-properties.json", properties)
-        staging.replace(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
-def _writer(kind: str) -> Callable[[Path, str, str], Path]:
-    if kind == "em_cells":
-        return lambda root, org, name: write_sample_dataset(
-            root, org, name, shape=EM_SHAPE
-        )
-    if kind == "mri_blobs":
-        return write_mri_sample
-    raise BadRequest("unknown sample kind", {"kinds": ["em_cells", "mri_blobs"]})
+_JOB_ID = re.compile(r"\d{1,19}")
 
 
 @routes.post("/data/triggers/addSample")
 async def add_sample(request: web.Request) -> web.Response:
-    """Write the sample, scan, answer `{"dataset", "status"}`."""
+    """Queue the sample's job; answer 202 `{"dataset", "status": "queued", "job"}`."""
     require_metaserver(request)
     organization = check_name(request.query.get("organization", ""), "organization")
     name = check_name(request.query.get("name", ""), "dataset")
-    write = _writer(request.query.get("kind", ""))
-    inbox = request.app[INBOX]
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(
-            request.app[EXECUTOR], write, inbox.binary_data, organization, name
-        )
-    except FileExistsError:
-        raise Conflict(f"a dataset {organization}/{name} exists already") from None
-    await inbox.scan(request.app[EXECUTOR])
-    request.app[LINK].request_report()
-    logger.info("wrote sample %s/%s", organization, name)
-    return web.json_response({"dataset": f"{organization}/{name}", "status": "written"})
+    kind = request.query.get("kind", "")
+    sample_writer(kind)  # 400 for an unknown kind
+    job_id = request.query.get("job", "")
+    if not _JOB_ID.fullmatch(job_id):
+        raise BadRequest("job must be the id of the metaserver's sample job")
+    binary_data = request.app[INBOX].binary_data
+    if (binary_data / organization / name).exists():
+        raise Conflict(f"a dataset {organization}/{name} exists already")
+    request.app[ACTORS].sample.send(job_id, str(binary_data), organization, name, kind)
+    logger.info("queued sample %s/%s (%s) as job %s", organization, name, kind, job_id)
+    return web.json_response(
+        {"dataset": f"{organization}/{name}", "status": "queued", "job": job_id},
+        status=202,
+    )

@@ -33,7 +33,7 @@ from metaserver.datastores.datastore_client import (
     add_sample,
 )
 from metaserver.datastores.models import DataStore
-from metaserver.jobs.actions import do_create_job, do_finish_job, do_record_progress
+from metaserver.jobs.actions import do_create_job, do_finish_job
 from metaserver.jobs.models import JobKind, JobState
 from shared.datasource import LENGTH_UNITS
 from shared.protocol import NAME_PATTERN
@@ -165,11 +165,14 @@ def dataset_add_sample(request: HtmxRequest) -> HttpResponse:
         JobKind.SAMPLE,
         owner=request.user,
         datastore=datastore,
-        arguments={"kind": sample.kind, "name": name},
+        arguments={
+            "kind": sample.kind,
+            "name": name,
+            "dataset": f"{organization.name}/{name}",
+        },
     )
-    do_record_progress(job, 0.0, f"writing {sample.title} on {datastore.name}")
     try:
-        add_sample(datastore, organization.name, name, sample.kind)
+        add_sample(datastore, organization.name, name, sample.kind, job.pk)
     except DatastoreRejected as e:
         reason = (
             f"A dataset named {name} exists already on {datastore.name}; "
@@ -185,14 +188,14 @@ def dataset_add_sample(request: HtmxRequest) -> HttpResponse:
         do_finish_job(job, JobState.FAILURE, reason)
         messages.error(request, f"Could not add the sample: {reason}")
         return HttpResponseRedirect(back)
-    do_finish_job(
-        job,
-        JobState.SUCCESS,
-        f"{sample.title} written",
-        result={"dataset": f"{organization.name}/{name}"},
+    # A worker of the datastore writes it and reports to the job; the Jobs page
+    # shows it and links to the dataset when it is done.
+    messages.success(
+        request,
+        f"Adding the sample {name}: it appears in the dataset list when its job "
+        "is done.",
     )
-    messages.success(request, f"Added the sample {name}; it appears in the list.")
-    return HttpResponseRedirect(reverse("dashboard:home"))
+    return HttpResponseRedirect(reverse("dashboard:jobs"))
 
 
 urlpatterns = [

@@ -96,7 +96,7 @@ def _call(
             # Usually a token rotated by a re-registration we have not stored yet.
             logger.warning("datastore %s refused our token on %s", datastore, path)
         raise rejected
-    if status != 200 or not isinstance(body, dict):
+    if status not in (200, 202) or not isinstance(body, dict):
         logger.warning(
             "%s %s on datastore %s: HTTP %d", method, path, datastore, status
         )
@@ -156,9 +156,10 @@ def check_inbox(datastore: DataStore, organization: str) -> dict[str, Any]:
 
 
 def add_sample(
-    datastore: DataStore, organization: str, name: str, kind: str
+    datastore: DataStore, organization: str, name: str, kind: str, job_id: int
 ) -> dict[str, Any]:
-    """Make the node write a sample dataset and scan (`datastore/routes/samples.py`).
+    """Have the node's workers write a sample dataset as job `job_id`
+    (`datastore/routes/samples.py`); they report to the job when done.
 
     An existing name raises `DatastoreRejected` with status 409.
     """
@@ -166,7 +167,12 @@ def add_sample(
         datastore,
         "POST",
         "/data/triggers/addSample",
-        params={"organization": organization, "name": name, "kind": kind},
+        params={
+            "organization": organization,
+            "name": name,
+            "kind": kind,
+            "job": str(job_id),
+        },
     )
 
 

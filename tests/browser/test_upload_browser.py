@@ -108,10 +108,14 @@ def test_add_the_em_sample_with_one_click(
     screenshot(page, "63-add-sample-tab")
     page.get_by_label("Name").first.fill("browser_em_sample")
     page.get_by_role("button", name="Add EM cells: color + segmentation").click()
-    expect(page).to_have_url(browser_world.url + "/")
+    # A worker of the datastore writes it as a job; the Jobs page follows it live.
+    expect(page).to_have_url(browser_world.url + "/jobs/")
     expect(page.locator("#toasts")).to_contain_text(
-        "Added the sample browser_em_sample"
+        "Adding the sample browser_em_sample"
     )
+    job = page.locator("tr", has_text="Sample dataset").first
+    expect(job.locator(".badge")).to_have_text("Succeeded", timeout=30_000)
+    expect(job.get_by_role("link", name="browser_em_sample")).to_be_visible()
     dataset = browser_world.services.dataset(
         "browser_em_sample",
         "active",
@@ -119,7 +123,7 @@ def test_add_the_em_sample_with_one_click(
         token=browser_world.token,
     )
     assert dataset["status"] == "active", dataset
-    page.reload()
+    page.goto(browser_world.url + "/")
     assert "browser_em_sample" in rows(page)
     screenshot(page, "64-add-sample-done")
 

@@ -185,7 +185,12 @@ class MetaserverPeer:
                 {"allowed": allowed, "cache_seconds": self.cache_seconds}
             )
 
+        async def job_progress(request: web.Request) -> web.Response:
+            await self._record("job-progress", request)
+            return web.json_response({"id": int(request.match_info["id"])})
+
         app = web.Application()
+        app.router.add_post(r"/api/jobs/{id:\d+}/progress", job_progress)
         route = {"name": "{name}"}
         app.router.add_post(REGISTER_PATH.format(**route), register)
         app.router.add_post(HEARTBEAT_PATH.format(**route), heartbeat)

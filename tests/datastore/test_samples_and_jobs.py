@@ -52,16 +52,37 @@ def binary_data_of(store: Client) -> Path:
 # -- samples ---------------------------------------------------------------------
 
 
-async def test_the_em_sample_is_written_scanned_and_readable(
-    store: Client, meta: dict[str, str]
-) -> None:
-    response = await store.post(
-        "/data/triggers/addSample",
-        params={"organization": "lab", "name": "em", "kind": "em_cells"},
-        headers=meta,
+async def add(store: Client, meta: dict[str, str], **params: str) -> Any:
+    return await store.post(
+        "/data/triggers/addSample", params={"job": "5", **params}, headers=meta
     )
-    assert response.status == 200, await response.text()
-    assert await response.json() == {"dataset": "lab/em", "status": "written"}
+
+
+async def wait_for_job_end(metaserver: MetaserverPeer, job: str) -> dict[str, Any]:
+    """The body of the job's final report (success or failure) to the metaserver."""
+    async with asyncio.timeout(30):
+        while True:
+            for call in metaserver.calls_of("job-progress"):
+                if call.path.endswith(f"/jobs/{job}/progress") and call.body.get(
+                    "state"
+                ) in ("success", "failure"):
+                    return dict(call.body)
+            await asyncio.sleep(0.05)
+
+
+async def test_the_em_sample_is_written_by_a_worker_and_reported_to_its_job(
+    store: Client, meta: dict[str, str], metaserver: MetaserverPeer
+) -> None:
+    response = await add(store, meta, organization="lab", name="em", kind="em_cells")
+    assert response.status == 202, await response.text()
+    assert await response.json() == {
+        "dataset": "lab/em",
+        "status": "queued",
+        "job": "5",
+    }
+    end = await wait_for_job_end(metaserver, "5")
+    assert end["state"] == "success", end
+    assert end["result"] == {"dataset": "lab/em"}
     folder = binary_data_of(store) / "lab" / "em"
     props = load_datasource(folder / "datasource-properties.json")
     assert {layer.category.value for layer in props.layers} == {"color", "segmentation"}
@@ -73,21 +94,18 @@ async def test_the_em_sample_is_written_scanned_and_readable(
     array.close()
     assert len(np.unique(ids)) > 10, "cells with ids"
     assert segmentation.largest_segment_id == int(ids.max())
-    scanned = store.app[INBOX].datasets[("lab", "em")]
-    assert scanned.status == "active"
-    # No staging folder is left beside it.
+    # No staging folder beside it; its thumbnails are rendered.
     assert sorted(p.name for p in folder.parent.iterdir()) == ["em"]
+    thumbnails = binary_data_of(store) / ".voxelhub" / "thumbnails" / "lab" / "em"
+    assert len(list(thumbnails.rglob("*.jpg"))) == 2
 
 
 async def test_the_mri_sample_is_one_uint16_color_layer(
-    store: Client, meta: dict[str, str]
+    store: Client, meta: dict[str, str], metaserver: MetaserverPeer
 ) -> None:
-    response = await store.post(
-        "/data/triggers/addSample",
-        params={"organization": "lab", "name": "mri", "kind": "mri_blobs"},
-        headers=meta,
-    )
-    assert response.status == 200, await response.text()
+    response = await add(store, meta, organization="lab", name="mri", kind="mri_blobs")
+    assert response.status == 202, await response.text()
+    assert (await wait_for_job_end(metaserver, "5"))["state"] == "success"
     props = load_datasource(
         binary_data_of(store) / "lab" / "mri" / "datasource-properties.json"
     )
@@ -101,11 +119,7 @@ async def test_a_sample_name_in_use_is_409_and_the_dataset_stays(
     existing = binary_data_of(store) / "lab" / "taken"
     existing.mkdir()
     (existing / "mine.txt").write_text("keep")
-    response = await store.post(
-        "/data/triggers/addSample",
-        params={"organization": "lab", "name": "taken", "kind": "em_cells"},
-        headers=meta,
-    )
+    response = await add(store, meta, organization="lab", name="taken", kind="em_cells")
     body = await error_of(response, 409)
     assert "lab/taken" in body["error"]
     assert sorted(p.name for p in existing.iterdir()) == ["mine.txt"]
@@ -118,19 +132,22 @@ async def test_a_sample_name_in_use_is_409_and_the_dataset_stays(
         ({"organization": "lab", "name": "../x", "kind": "em_cells"}, "dataset"),
         ({"organization": "..", "name": "x", "kind": "em_cells"}, "organization"),
         ({"organization": "lab", "name": ".hidden", "kind": "em_cells"}, "dataset"),
+        ({"organization": "lab", "name": "x", "kind": "em_cells", "job": "x"}, "job"),
+        ({"organization": "lab", "name": "x", "kind": "em_cells", "job": ""}, "job"),
     ],
 )
 async def test_bad_sample_requests_are_400_and_write_nothing(
     store: Client, meta: dict[str, str], params: dict[str, str], problem: str
 ) -> None:
-    response = await store.post("/data/triggers/addSample", params=params, headers=meta)
+    response = await add(store, meta, **params)
     body = await error_of(response, 400)
     assert problem in str(body)
+    await asyncio.sleep(0.3)  # nothing was queued either
     assert list((binary_data_of(store) / "lab").iterdir()) == []
 
 
 async def test_only_the_metaserver_adds_samples(store: Client) -> None:
-    params = {"organization": "lab", "name": "x", "kind": "em_cells"}
+    params = {"organization": "lab", "name": "x", "kind": "em_cells", "job": "5"}
     await error_of(await store.post("/data/triggers/addSample", params=params), 401)
     wrong = {METASERVER_TOKEN_HEADER: "not-the-token"}
     response = await store.post(

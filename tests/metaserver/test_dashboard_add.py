@@ -111,32 +111,36 @@ def test_an_unreachable_datastore_gives_a_clear_error_and_a_failed_job(
     assert job.kind == JobKind.SAMPLE
     assert job.state == JobState.FAILURE
     assert "unreachable" in job.message
-    assert job.arguments == {"kind": "em_cells", "name": "cells"}
+    assert job.arguments == {
+        "kind": "em_cells",
+        "name": "cells",
+        "dataset": "lab/cells",
+    }
     assert job.owner == world.users["admin"]
 
 
-def test_a_sample_is_written_by_the_datastore_and_the_job_succeeds(
+def test_a_sample_is_queued_on_the_datastore_as_a_pending_job(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[str, str, str, str]] = []
+    calls: list[tuple[str, str, str, str, int]] = []
 
     def fake_add_sample(
-        datastore: Any, org: str, name: str, kind: str
+        datastore: Any, org: str, name: str, kind: str, job_id: int
     ) -> dict[str, str]:
-        calls.append((datastore.name, org, name, kind))
-        return {"dataset": f"{org}/{name}", "status": "written"}
+        calls.append((datastore.name, org, name, kind, job_id))
+        return {"dataset": f"{org}/{name}", "status": "queued"}
 
     monkeypatch.setattr(add_views, "add_sample", fake_add_sample)
     response = client_for(world, "dataset_manager").post(
         SAMPLE_URL, {"kind": "mri_blobs", "name": ""}, follow=True
     )
-    assert response.redirect_chain[-1][0] == "/"
-    assert calls == [("store1", "lab", "sample_mri_volume", "mri_blobs")]
+    assert response.redirect_chain[-1][0] == "/jobs/"
     [job] = Job.objects.all()
-    assert job.state == JobState.SUCCESS
-    assert job.progress == 1.0
-    assert job.result == {"dataset": "lab/sample_mri_volume"}
-    assert "Added the sample sample_mri_volume" in texts_of_messages(response)[0]
+    assert calls == [("store1", "lab", "sample_mri_volume", "mri_blobs", job.pk)]
+    # The datastore's worker reports to the job (datastore and e2e tests).
+    assert job.state == JobState.PENDING
+    assert job.arguments["dataset"] == "lab/sample_mri_volume"
+    assert "Adding the sample sample_mri_volume" in texts_of_messages(response)[0]
 
 
 def test_a_name_taken_in_the_database_is_refused_without_a_job(world: World) -> None:
@@ -152,7 +156,9 @@ def test_a_name_taken_in_the_database_is_refused_without_a_job(world: World) -> 
 def test_a_name_taken_on_the_datastore_fails_the_job_with_a_clear_error(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def taken(datastore: Any, org: str, name: str, kind: str) -> dict[str, str]:
+    def taken(
+        datastore: Any, org: str, name: str, kind: str, job_id: int
+    ) -> dict[str, str]:
         raise DatastoreRejected(datastore, 409, "exists already", None)
 
     monkeypatch.setattr(add_views, "add_sample", taken)

@@ -145,7 +145,8 @@ class JobProgressView(DatastoreOnlyView):
             if state in (JobState.SUCCESS, JobState.FAILURE):
                 do_finish_job(job, state, data.get("message", ""), data.get("result"))
                 dataset_ref = (job.arguments or {}).get("dataset")
-                if job.kind == "convert" and isinstance(dataset_ref, str):
+                # A finished conversion or sample is on disk: have the node scan.
+                if job.kind in ("convert", "sample") and isinstance(dataset_ref, str):
                     do_conversion_ended(
                         dataset_ref,
                         datastore,
