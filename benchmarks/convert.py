@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,105 @@ def run(
     return Run(tool, data_format, processes, *best, folder_bytes(out))
 
 
+def _ready(process: psutil.Process, workers: int, port: int) -> bool:
+    """`workers` processes of the tree are connected to the broker."""
+    connected = 0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            if any(
+                c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                for c in member.net_connections(kind="tcp")
+            ):
+                connected += 1
+    return connected >= workers
+
+
+def run_workers(
+    data_format: str,
+    processes: int,
+    stack: Path,
+    work: Path,
+    repeat: int,
+    redis_url: str,
+) -> Run:
+    """The same conversion as a job on `processes` running `voxelhub datastore
+    worker` processes (Redis), as a datastore runs it: timed from sending the job
+    until the dataset is in place; worker start-up is not in the figure."""
+    from urllib.parse import urlsplit
+
+    from datastore.worker import create_broker, declare_actors
+
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    binary_data = work / f"binaryData-{name}"
+    (binary_data / "bench").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "VOXELHUB_BROKER_URL": redis_url,
+        "VOXELHUB_DATASTORE_NAME": name,
+        "VOXELHUB_DATASTORE_KEY": "benchmark-key",
+        "VOXELHUB_DATASTORE_BINARY_DATA": str(binary_data),
+        # No metaserver: progress reports are dropped (no token file).
+        "VOXELHUB_DATASTORE_METASERVER_URL": "http://127.0.0.1:9",
+    }
+    command = [sys.executable, "-m", "voxelhub.cli", "datastore", "worker"]
+    workers = subprocess.Popen(
+        [*command, "--processes", str(processes), "--threads", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tree = psutil.Process(workers.pid)
+    broker = create_broker(redis_url)
+    actors = declare_actors(broker, f"datastore.{name}")
+    port = urlsplit(redis_url).port or 6379
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(tree, processes, port):
+            if time.monotonic() > deadline or workers.poll() is not None:
+                raise SystemExit("the worker processes did not start")
+            time.sleep(0.1)
+        time.sleep(1.0)  # imports finished, consumers polling
+        best = (float("inf"), 0.0, 0)
+        out = binary_data / "bench" / "converted"
+        for attempt in range(repeat):
+            shutil.rmtree(out, ignore_errors=True)
+            cpu_before = _tree_cpu(tree)
+            peak = 0
+            started = time.perf_counter()
+            actors.conversion.start(
+                f"bench-{attempt}",
+                stack,
+                out,
+                {"voxel_size": [float(v) for v in VOXEL_SIZE.split(",")],
+                 "data_format": data_format},
+            )  # fmt: skip
+            while not (out / "datasource-properties.json").exists():
+                peak = max(peak, _tree_rss(tree))
+                if time.perf_counter() - started > 1800:
+                    raise SystemExit("the conversion job did not finish")
+                time.sleep(0.02)
+            seconds = time.perf_counter() - started
+            result = (seconds, _tree_cpu(tree) - cpu_before, peak)
+            if result[0] < best[0]:
+                best = result
+        return Run("voxelhub-workers", data_format, processes, *best, folder_bytes(out))
+    finally:
+        workers.terminate()  # SIGTERM: the worker processes stop gracefully
+        workers.wait(60)
+        broker.flush_all()
+        broker.close()
+        shutil.rmtree(binary_data, ignore_errors=True)
+
+
+def _tree_cpu(process: psutil.Process) -> float:
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def check_same_mag1(a: Path, b: Path) -> None:
     """Mag 1 of both results holds the same voxels (a few boxes)."""
     import webknossos as wk
@@ -171,7 +271,14 @@ def main() -> None:
     parser.add_argument("--formats", default="wkw,zarr3")
     parser.add_argument("--no-webknossos", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="also run each conversion as a job on 1 and 2 `voxelhub datastore "
+        "worker` processes (Redis at VOXELHUB_BENCH_REDIS_URL)",
+    )
     args = parser.parse_args()
+    redis_url = os.environ.get("VOXELHUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     os.environ.setdefault("WEBKNOSSOS_SKIP_VERSION_CHECK", "True")
     size = tuple(int(v) for v in args.size.split(","))
     work = args.workdir or Path(tempfile.mkdtemp(prefix="voxelhub-bench-convert-"))
@@ -197,6 +304,17 @@ def main() -> None:
                     f"{result.seconds:6.2f} s",
                     flush=True,
                 )
+            if args.workers:
+                for processes in (1, 2):
+                    result = run_workers(
+                        data_format, processes, stack, work, args.repeat, redis_url
+                    )
+                    runs.append(result)
+                    print(
+                        f"  {'workers':10} {data_format:5} x{processes}: "
+                        f"{result.seconds:6.2f} s",
+                        flush=True,
+                    )
             if not args.no_webknossos:
                 check_same_mag1(
                     work / f"voxelhub-{data_format}-2",
@@ -240,6 +358,13 @@ def main() -> None:
             peak = max(one.peak_rss, two.peak_rss) / 2**20
             line += f"; voxelhub peak RSS {peak:.0f} MiB"
             print(line)
+            if ("voxelhub-workers", 2) in by:
+                w1, w2 = by[("voxelhub-workers", 1)], by[("voxelhub-workers", 2)]
+                print(
+                    f"{data_format}: job on worker processes, speed-up 1 -> 2 "
+                    f"{w1.seconds / w2.seconds:.2f}x; peak RSS "
+                    f"{max(w1.peak_rss, w2.peak_rss) / 2**20:.0f} MiB"
+                )
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -156,8 +156,14 @@ def _serve_worker(settings: DatastoreSettings, threads: int) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # An idle consumer polls at most this far apart: a conversion's next stage
+    # is sent when the last task of the previous one ends, and a worker still
+    # backing off towards dramatiq's default (1 s) would start it that much later.
     worker = dramatiq.Worker(
-        boot(actors.broker), queues={settings.queue_name}, worker_threads=threads
+        boot(actors.broker),
+        queues={settings.queue_name},
+        worker_threads=threads,
+        worker_timeout=_CONSUMER_POLL_MS,
     )
     worker.start()
     logger.info("worker consuming %s with %d threads", settings.queue_name, threads)
