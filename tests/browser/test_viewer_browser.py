@@ -205,6 +205,17 @@ def pixels(page: Page, plane: str = "xy") -> list[int]:
     return page.evaluate(_PIXELS, plane)
 
 
+def wait_for_detail(page: Page, plane: str, minimum: int = 20) -> None:
+    """Until the plane shows more than `minimum` grey values (its tiles drawn):
+    under load the viewer can look idle before its first tiles are asked for."""
+    page.wait_for_function(
+        "(plane) => { const v = (" + _PIXELS + ")(plane); const seen = new Set();"
+        " for (let i = 0; i < v.length; i += 4) seen.add(v[i]);"
+        f" return seen.size > {minimum}; }}",
+        arg=plane,
+    )
+
+
 def distinct_greys(values: list[int]) -> int:
     return len({values[i] for i in range(0, len(values), 4)})
 
@@ -497,6 +508,7 @@ def test_a_dataset_without_mag_1_shows_its_finest_mag(
         "z 24 · mag 2-2-1"
     )
     for plane in ("xy", "yz", "xz"):
+        wait_for_detail(page, plane)
         assert distinct_greys(pixels(page, plane)) > 20, plane
     screenshot(page, "47-viewer-without-mag-1")
 
