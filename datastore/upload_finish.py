@@ -71,6 +71,7 @@ class ConversionRequest:
     layer_hints: tuple[dict[str, str], ...]
     job_id: str
     data_format: str | None = None
+    raw: dict[str, Any] | None = None
 
 
 def _single_file(folder: Path) -> bool:
@@ -88,6 +89,8 @@ def start_conversion(actors: Actors, request: ConversionRequest) -> None:
         options["voxel_size"] = list(request.voxel_size)
     if request.data_format is not None:
         options["data_format"] = request.data_format
+    if request.raw is not None:  # dtype, shape, order, header_bytes
+        options.update(request.raw)
     if len(request.layer_hints) == 1:  # the converter takes one name and category
         hint = request.layer_hints[0]
         if hint.get("name"):
@@ -319,6 +322,7 @@ class Finisher:
             layer_hints=upload.layer_hints,
             job_id=job_id,
             data_format=upload.data_format,
+            raw=upload.raw,
         )
         await self._run(lambda: self.start_conversion(request))
         logger.info("upload %s: conversion job %s queued", upload.upload_id, job_id)

@@ -31,6 +31,7 @@ from shared.uploads import (
     check_sha256,
     check_upload_id,
     path_conflicts,
+    raw_hint_problems,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class Upload:
     layer_hints: tuple[dict[str, str], ...] = ()
     # Output format of a conversion: wkw or zarr3 (None: the converter's default).
     data_format: str | None = None
+    # A raw file's layout: {dtype, shape, order, header_bytes} (shared.uploads).
+    raw: dict[str, Any] | None = None
     state: UploadState = UploadState.RESERVED
     message: str = ""
     # An outcome the metaserver has not acknowledged yet (sent again later).
@@ -103,6 +106,7 @@ class Upload:
             "unit": self.unit,
             "layer_hints": list(self.layer_hints),
             "data_format": self.data_format,
+            "raw": self.raw,
             "state": self.state.value,
             "message": self.message,
             "pending_report": self.pending_report,
@@ -128,6 +132,7 @@ class Upload:
             unit=data.get("unit", "nanometer"),
             layer_hints=tuple(data.get("layer_hints") or ()),
             data_format=data.get("data_format"),
+            raw=data.get("raw"),
             state=UploadState(data.get("state", "reserved")),
             message=data.get("message", ""),
             pending_report=data.get("pending_report"),
@@ -233,6 +238,10 @@ def parse_reservation(body: Any) -> Upload:
         _problem(
             problems, "data_format", f"must be one of {', '.join(CONVERSION_FORMATS)}"
         )
+    raw = body.get("raw")
+    if raw is not None:
+        for path, message in raw_hint_problems(raw):
+            _problem(problems, path, message)
     declared = body.get("total_size")
     if declared is not None and declared != sum(f.size for f in files):
         _problem(problems, "total_size", "differs from the sum of the file sizes")
@@ -250,6 +259,7 @@ def parse_reservation(body: Any) -> Upload:
         unit=unit,
         layer_hints=tuple(hints),
         data_format=data_format,
+        raw=raw,
     )
 
 

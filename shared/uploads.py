@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 CHUNK_SHA256_HEADER: Final = "X-Voxelhub-Chunk-Sha256"
 UPLOAD_TOKEN_PREFIX: Final = "vxu_"  # noqa: S105 (a prefix, not a secret)
@@ -31,6 +31,46 @@ CHECKSUM_MISMATCH_STATUS: Final = 460
 MAX_CHUNK_BYTES: Final = 64 * 2**20
 # Output formats an upload's conversion may ask for (WKW is the default).
 CONVERSION_FORMATS: Final = ("wkw", "zarr3")
+# Data types a raw upload may declare (little-endian, as the converter reads them).
+RAW_DTYPES: Final = (
+    "uint8", "uint16", "uint32", "uint64",
+    "int8", "int16", "int32", "int64",
+    "float32", "float64",
+)  # fmt: skip
+
+
+def raw_hint_problems(raw: Any) -> list[tuple[str, str]]:
+    """(field, message) for each problem of a raw upload's `raw` hint.
+
+    `{"dtype", "shape": [x, y, z(, c)], "order": "F" | "C", "header_bytes"}`;
+    order and header_bytes are optional.
+    """
+    if not isinstance(raw, dict):
+        return [("raw", "must be an object {dtype, shape, order, header_bytes}")]
+    problems = []
+    unknown = sorted(set(raw) - {"dtype", "shape", "order", "header_bytes"})
+    if unknown:
+        problems.append(("raw", f"unknown fields {', '.join(unknown)}"))
+    if raw.get("dtype") not in RAW_DTYPES:
+        problems.append(("raw.dtype", f"must be one of {', '.join(RAW_DTYPES)}"))
+    shape = raw.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in (3, 4)
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**31
+            for v in shape
+        )
+    ):
+        problems.append(("raw.shape", "must be [x, y, z] or [x, y, z, c] of sizes > 0"))
+    if raw.get("order", "F") not in ("F", "C"):
+        problems.append(("raw.order", "must be F (x fastest) or C"))
+    header = raw.get("header_bytes", 0)
+    if isinstance(header, bool) or not isinstance(header, int) or header < 0:
+        problems.append(("raw.header_bytes", "must be an integer >= 0"))
+    return problems
+
+
 MAX_COMPONENT_BYTES: Final = 255
 MAX_PATH_CHARS: Final = 4096
 # Files per upload the datastore accepts at all; the metaserver's limit is lower.

@@ -425,6 +425,16 @@ _token_option = click.option(
     type=click.Choice(["wkw", "zarr3"]),
     help="Output format if the upload is converted (default: wkw).",
 )
+@click.option("--dtype", help="Data type of a raw file (uint8, uint16, ...).")
+@click.option("--shape", type=_numbers(int, (3, 4)), help="x,y,z[,c] of a raw file.")
+@click.option(
+    "--raw-order",
+    type=click.Choice(["F", "C"]),
+    default="F",
+    show_default=True,
+    help="Raw layout: F = x fastest (z slices of y rows), C = z fastest.",
+)
+@click.option("--header-bytes", default=0, type=click.IntRange(0), show_default=True)
 @click.option("--chunk-mib", default=8, show_default=True, type=click.IntRange(1, 64))
 @click.option("--wait", is_flag=True, help="Wait until the dataset is active.")
 @_url_option
@@ -440,6 +450,10 @@ def upload(
     folder: int | None,
     teams: tuple[str, ...],
     data_format: str | None,
+    dtype: str | None,
+    shape: tuple[float, ...] | None,
+    raw_order: str,
+    header_bytes: int,
     chunk_mib: int,
     wait: bool,
     url: str | None,
@@ -459,6 +473,16 @@ def upload(
 
     from voxelhub.client import UploadFailed, UploadProgress, VoxelhubError
 
+    raw = None
+    if dtype or shape:
+        if not (dtype and shape):
+            raise click.UsageError("a raw file needs both --dtype and --shape")
+        raw = {
+            "dtype": dtype,
+            "shape": [int(v) for v in shape],
+            "order": raw_order,
+            "header_bytes": header_bytes,
+        }
     client = _client(url, token)
     bar = Progress(
         TextColumn("{task.description:<10}"),
@@ -496,6 +520,7 @@ def upload(
                 wait=wait,
                 chunk_size=chunk_mib * 2**20,
                 data_format=data_format,
+                raw=raw,
             )
     except (VoxelhubError, UploadFailed, OSError, ValueError, TimeoutError) as e:
         raise click.ClickException(str(e)) from None

@@ -303,11 +303,14 @@ class Client:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         datastore: str | None = None,
         data_format: str | None = None,
+        raw: dict[str, Any] | None = None,
     ) -> UploadResult:
         """Upload a file or folder as dataset `organization/name`; see the module.
 
         `data_format` ("wkw" or "zarr3") is the output of a conversion, if the
-        upload needs one (the server's default is WKW)."""
+        upload needs one (the server's default is WKW). `raw` describes a raw
+        file: `{"dtype": "uint16", "shape": [x, y, z], "order": "F",
+        "header_bytes": 0}` (order and header_bytes optional)."""
         if not 1 <= chunk_size <= MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_size must be 1 to {MAX_CHUNK_BYTES}")
         source = Path(path)
@@ -370,6 +373,8 @@ class Client:
             body["datastore"] = datastore
         if data_format:
             body["data_format"] = data_format
+        if raw is not None:
+            body["raw"] = dict(raw)
 
         state_file = _cache_dir() / f"{self._state_key(body)}.json"
         reservation, resumed = self._reservation(state_file, body, chunk_size)

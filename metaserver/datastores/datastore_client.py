@@ -190,6 +190,7 @@ def reserve_upload(
     unit: str = "nanometer",
     layer_hints: list[dict[str, str]] | None = None,
     data_format: str = "wkw",
+    raw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Reserve an upload on the node (`datastore/routes/upload.py`).
 
@@ -214,6 +215,7 @@ def reserve_upload(
             "unit": unit,
             "layer_hints": list(layer_hints or []),
             "data_format": data_format,
+            "raw": raw,
         },
     )
     logger.info(

@@ -71,6 +71,7 @@ class Reservation:
     layer_hints: list[dict[str, str]]
     datastore_name: str | None = None
     data_format: str = "wkw"
+    raw: dict[str, Any] | None = None
 
     @property
     def total_size(self) -> int:
@@ -161,6 +162,7 @@ def _hold_name(reservation: Reservation, datastore: DataStore, token: str) -> Up
             unit=reservation.unit,
             layer_hints=reservation.layer_hints,
             data_format=reservation.data_format,
+            raw=reservation.raw,
             files=reservation.files,
             file_count=len(reservation.files),
             total_size=reservation.total_size,
@@ -210,6 +212,7 @@ def do_reserve_upload(reservation: Reservation) -> tuple[Upload, str]:
             unit=reservation.unit,
             layer_hints=reservation.layer_hints,
             data_format=reservation.data_format,
+            raw=reservation.raw,
         )
     except DatastoreUnavailable as e:
         _end(upload, UploadState.FAILED, f"datastore unreachable: {e}")

@@ -65,6 +65,8 @@ class Upload(models.Model):
     data_format = models.CharField(
         max_length=8, choices=[(f, f) for f in CONVERSION_FORMATS], default="wkw"
     )
+    # A raw file's layout for its conversion: {dtype, shape, order, header_bytes}.
+    raw = models.JSONField(null=True, blank=True)
     files = models.JSONField(default=list)
     file_count = models.PositiveIntegerField(default=0)
     total_size = models.PositiveBigIntegerField(default=0)

@@ -98,6 +98,7 @@ def _create_job(upload: Upload) -> int | None:
         "unit": upload.unit,
         "layer_hints": upload.layer_hints,
         "data_format": upload.data_format,
+        "raw": upload.raw,
     }
     owner = upload.user
     try:

@@ -1088,6 +1088,15 @@ async def test_a_reservation_with_an_unknown_output_format_is_400(
     )
     detail = (await error(response, 400))["detail"]
     assert detail == [{"path": "data_format", "message": "must be one of wkw, zarr3"}]
+    body["data_format"] = "wkw"
+    body["raw"] = {"dtype": "uint8", "shape": [0, 1, 1]}
+    response = await node.post(
+        "/data/datasets/reserveUpload",
+        json=body,
+        headers={METASERVER_TOKEN_HEADER: metaserver.metaserver_token},
+    )
+    detail = (await error(response, 400))["detail"]
+    assert [d["path"] for d in detail] == ["raw.shape"]
 
 
 def test_the_output_format_reaches_the_converter_and_survives_a_restart(
@@ -1132,7 +1141,13 @@ def test_the_output_format_reaches_the_converter_and_survives_a_restart(
             layer_hints=(),
             job_id="7",
             data_format="zarr3",
+            raw={"dtype": "uint16", "shape": [4, 5, 6], "order": "C"},
         ),
     )
     [(_, _, _, options)] = recorder.sent
     assert options["data_format"] == "zarr3"
+    assert (options["dtype"], options["shape"], options["order"]) == (
+        "uint16",
+        [4, 5, 6],
+        "C",
+    )

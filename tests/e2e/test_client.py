@@ -341,6 +341,41 @@ def test_the_cli_converts_a_tiff_upload_to_the_format_asked_for(
     )
 
 
+def test_the_cli_uploads_a_raw_file_with_its_layout(
+    services: Services, tmp_path: Path, cache: Path
+) -> None:
+    data = np.random.default_rng(13).integers(0, 4000, (36, 28, 12), dtype=np.uint16)
+    (tmp_path / "volume.raw").write_bytes(data.tobytes(order="F"))  # x fastest
+    done = _cli(
+        services,
+        cache,
+        *("upload", str(tmp_path / "volume.raw"), "--organization", ORG),
+        *("--name", "cli_raw", "--voxel-size", "4,4,4"),
+        *("--dtype", "uint16", "--shape", "36,28,12", "--wait"),
+    )
+    assert done.returncode == 0, done.stderr
+    dataset = services.dataset("cli_raw", "active")
+    [layer] = dataset["datasource"]["dataLayers"]
+    assert layer["elementClass"] == "uint16"
+    with services.data(services.admin_token) as store:
+        response = store.get(
+            f"/data/datasets/{ORG}/cli_raw/layers/{layer['name']}/data",
+            params={"mag": "1", "x": 0, "y": 0, "z": 0,
+                    "width": 36, "height": 28, "depth": 12},
+        )  # fmt: skip
+    assert response.status_code == 200, response.text
+    got = np.frombuffer(response.content, "<u2").reshape(data.shape, order="F")
+    np.testing.assert_array_equal(got, data)
+    half = _cli(
+        services,
+        cache,
+        *("upload", str(tmp_path / "volume.raw"), "--organization", ORG),
+        *("--name", "cli_raw_2", "--dtype", "uint16"),
+    )
+    assert half.returncode != 0
+    assert "--dtype and --shape" in half.stderr
+
+
 def test_the_cli_resumes_an_interrupted_upload(
     services: Services, client: Client, tmp_path: Path, cache: Path
 ) -> None:

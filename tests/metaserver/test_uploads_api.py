@@ -513,3 +513,36 @@ def test_an_expired_reservation_releases_its_name_and_quota(
     expired = Upload.objects.get(pk=old)
     assert expired.state == UploadState.FAILED
     assert "expired" in expired.message
+
+
+def test_a_raw_files_layout_goes_to_the_datastore(live: World, node: Node) -> None:
+    raw = {"dtype": "uint16", "shape": [64, 48, 10], "order": "C", "header_bytes": 16}
+    response = reserve(live, "admin", raw=raw)
+    assert response.status_code == 201, response.content
+    assert response.json()["raw"] == raw
+    [(_, _, _, _, kw)] = node.calls
+    assert kw["raw"] == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"dtype": "complex64", "shape": [1, 1, 1]}, "raw.dtype"),
+        ({"dtype": "uint8", "shape": [1, 1]}, "raw.shape"),
+        ({"dtype": "uint8", "shape": [1, 0, 1]}, "raw.shape"),
+        ({"dtype": "uint8", "shape": [1, 1, True]}, "raw.shape"),
+        ({"dtype": "uint8", "shape": [1, 1, 1], "order": "X"}, "raw.order"),
+        (
+            {"dtype": "uint8", "shape": [1, 1, 1], "header_bytes": -1},
+            "raw.header_bytes",
+        ),
+        ({"dtype": "uint8", "shape": [1, 1, 1], "endian": "big"}, "unknown fields"),
+        ("uint8", "raw"),
+    ],
+)
+def test_a_bad_raw_layout_is_400_naming_the_field(
+    live: World, node: Node, raw: object, field: str
+) -> None:
+    body = assert_json_error(reserve(live, "admin", raw=raw), 400)
+    assert field in json.dumps(body["detail"])
+    assert node.calls == []

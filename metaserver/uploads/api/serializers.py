@@ -23,6 +23,7 @@ from shared.uploads import (
     check_relative_path,
     check_sha256,
     path_conflicts,
+    raw_hint_problems,
 )
 
 
@@ -81,7 +82,21 @@ class UploadReserveSerializer(StrictInputSerializer):
         help_text="Output format if the upload needs a conversion (WKW by default; "
         "zarr3 writes sharded Zarr v3).",
     )
+    raw = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="For a raw file: {dtype, shape: [x, y, z(, c)], order: F|C, "
+        "header_bytes}; the converter reads it with this layout.",
+    )
     datastore = StrictCharField(max_length=128, required=False)
+
+    def validate_raw(self, value: Any) -> Any:
+        if value is None:
+            return None
+        problems = raw_hint_problems(value)
+        if problems:
+            raise serializers.ValidationError([f"{k}: {m}" for k, m in problems])
+        return value
 
     def validate_files(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         limit = conf.max_files()
@@ -120,6 +135,7 @@ class UploadSerializer(serializers.ModelSerializer):
     result = serializers.JSONField(read_only=True)
     voxel_size = serializers.JSONField(read_only=True)
     layer_hints = serializers.JSONField(read_only=True)
+    raw = serializers.JSONField(read_only=True)
 
     class Meta:
         model = Upload
@@ -138,6 +154,7 @@ class UploadSerializer(serializers.ModelSerializer):
             "unit",
             "layer_hints",
             "data_format",
+            "raw",
             "file_count",
             "total_size",
             "files",

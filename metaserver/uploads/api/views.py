@@ -97,6 +97,7 @@ class UploadViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 unit=data["unit"],
                 layer_hints=[dict(h) for h in data["layers"]],
                 data_format=data["data_format"],
+                raw=data.get("raw"),
                 datastore_name=data.get("datastore"),
             )
         )
