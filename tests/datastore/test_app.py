@@ -291,8 +291,16 @@ def test_brokers_follow_the_url_scheme() -> None:
 
     for url, kind in (
         ("", StubBroker),
-        ("redis://127.0.0.1:6379/0", RedisBroker),
-        ("amqp://guest:guest@127.0.0.1:5672/", RabbitmqBroker),
+        (
+            os.environ.get("VOXELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+            RedisBroker,
+        ),
+        (
+            os.environ.get(
+                "VOXELHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
+            ),
+            RabbitmqBroker,
+        ),
     ):
         broker = create_broker(url)
         assert isinstance(broker, kind)
@@ -305,3 +313,41 @@ def test_separate_workers_need_a_broker_url(tmp_path: Path) -> None:
     settings = DatastoreSettings(key="k", binary_data=tmp_path)
     with pytest.raises(SettingError, match="VOXELHUB_BROKER_URL is empty"):
         run_worker(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        os.environ.get("VOXELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        os.environ.get("VOXELHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    ],
+    ids=["redis", "rabbitmq"],
+)
+def test_a_worker_runs_the_nodes_actors_through_a_real_broker(url: str) -> None:
+    """A message sent to the node's queue on Redis and on RabbitMQ (the running
+    servers) is taken and run by a worker of the node."""
+    import dramatiq
+
+    from datastore.worker import boot, create_broker, declare_actors
+
+    broker = create_broker(url)
+    # One fixed queue: RabbitMQ keeps declared queues, so unique names would pile up.
+    queue = "datastore.roundtrip-test"
+    ran: list[str] = []
+    actors = declare_actors(broker, queue)
+    echo = dramatiq.actor(broker=broker, queue_name=queue, actor_name="echo")(
+        ran.append
+    )
+    broker.flush(queue)  # left over from an interrupted run
+    worker = dramatiq.Worker(boot(broker), queues={queue}, worker_timeout=100)
+    worker.start()
+    try:
+        actors.ping.send("hello")
+        echo.send("through the broker")
+        broker.join(queue, timeout=30_000)
+        worker.join()
+    finally:
+        worker.stop()
+        broker.flush(queue)
+        broker.close()
+    assert ran == ["through the broker"]

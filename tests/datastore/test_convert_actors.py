@@ -103,16 +103,21 @@ def serve(url: str, queue: str, reports: str, threads: int) -> None:
     broker.close()
 
 
+def redis_broker() -> dramatiq.Broker:
+    """A broker on the test Redis (scripts/test starts it; missing is a failure)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as e:
+        pytest.fail(f"no Redis at {REDIS_URL}: {e}")
+    return create_broker(REDIS_URL)
+
+
 @pytest.fixture
 def redis_queue() -> Iterator[tuple[str, Actors]]:
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as e:
-        pytest.skip(f"no Redis at {REDIS_URL}: {e}")
     queue = f"datastore.test-{uuid.uuid4().hex[:8]}"
-    broker = create_broker(REDIS_URL)
+    broker = redis_broker()
     actors = declare_actors(broker, queue)
     yield queue, actors
     broker.flush(queue)
@@ -337,11 +342,13 @@ def test_a_task_failing_on_every_attempt_fails_the_job_and_keeps_the_previous_da
     monkeypatch.setattr(actor_module, "run_task", faulty)
     monkeypatch.setattr(actor_module, "MAX_RETRIES", 1)
     monkeypatch.setenv(TIME_LIMIT_ENV, "1")
-    broker = create_broker("")
+    # Real Redis; the worker's threads run in this process, where the fault is.
+    broker = redis_broker()
+    queue = f"datastore.faults-{uuid.uuid4().hex[:8]}"
     reports = tmp_path / "reports.jsonl"
-    actors = declare_actors(broker, "datastore.faults", FileReporter(reports))
+    actors = declare_actors(broker, queue, FileReporter(reports))
     worker = dramatiq.Worker(
-        boot(broker), queues={"datastore.faults"}, worker_threads=2, worker_timeout=100
+        boot(broker), queues={queue}, worker_threads=2, worker_timeout=100
     )
     worker.start()
     target = tmp_path / "binaryData" / "lab" / "em_ds"
@@ -358,6 +365,7 @@ def test_a_task_failing_on_every_attempt_fails_the_job_and_keeps_the_previous_da
         end = wait_for_end(reports, "job-f", within=60)
     finally:
         worker.stop()
+        broker.flush(queue)
         broker.close()
         close_sources()
     assert end["kind"] == "failure"

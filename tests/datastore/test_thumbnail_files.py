@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import dramatiq
@@ -21,11 +22,11 @@ from datastore.thumbnail_files import (
     thumbnail_path,
 )
 from datastore.thumbnails import ThumbnailRequest
-from datastore.worker import create_broker, declare_actors
+from datastore.worker import boot, declare_actors
 from shared.conversions import close_sources
 from shared.protocol import THUMBNAIL_SIZES
 from tests.datastore.conftest import READER_TOKEN, MetaserverPeer, StartNode
-from tests.datastore.test_convert_actors import FileReporter, wait_for_end
+from tests.datastore.test_convert_actors import FileReporter, redis_broker, wait_for_end
 from tests.shared import conversion_inputs as inputs
 
 Client = TestClient[web.Request, web.Application]
@@ -120,12 +121,13 @@ def test_a_conversion_worker_renders_the_thumbnails_of_its_dataset(
 ) -> None:
     binary_data = tmp_path / "binaryData"
     (binary_data / "lab").mkdir(parents=True)
-    broker = create_broker("")
+    broker = redis_broker()
+    queue = f"datastore.thumbs-{uuid.uuid4().hex[:8]}"
     reports = tmp_path / "reports.jsonl"
     actors = declare_actors(
-        broker, "datastore.thumbs", FileReporter(reports), binary_data=binary_data
+        broker, queue, FileReporter(reports), binary_data=binary_data
     )
-    worker = dramatiq.Worker(broker, queues={"datastore.thumbs"}, worker_timeout=100)
+    worker = dramatiq.Worker(boot(broker), queues={queue}, worker_timeout=100)
     worker.start()
     try:
         inputs.write_tiff(tmp_path / "em.tif", inputs.volume("uint8", (96, 80, 24)))
@@ -136,6 +138,7 @@ def test_a_conversion_worker_renders_the_thumbnails_of_its_dataset(
         assert wait_for_end(reports, "job-t", within=60)["kind"] == "success"
     finally:
         worker.stop()
+        broker.flush(queue)
         broker.close()
         close_sources()
     kept = kept_files(binary_data, "em")
