@@ -18,6 +18,7 @@ import dramatiq
 from datastore.convert.actors import ConversionReporter, LoggingReporter
 from datastore.sample_data import sample_writer
 from datastore.thumbnail_files import pregenerate_thumbnails
+from shared.conversions import ConversionCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,11 @@ def declare_sample_actor(
         job_id: str, binary_data: str, organization: str, name: str, kind: str
     ) -> None:
         root = Path(binary_data)
-        report.report_progress(job_id, 0, 1, f"writing {kind}")
+        try:
+            report.report_progress(job_id, 0, 1, f"writing {kind}")
+        except ConversionCancelled:
+            logger.info("job %s ended before its sample was written", job_id)
+            return
         try:
             target = sample_writer(kind)(root, organization, name)
         except FileExistsError:

@@ -58,6 +58,8 @@ class MetaserverPeer:
 
     key: str = DATASTORE_KEY
     metaserver_token: str = "metaserver-token-for-callbacks"
+    # Jobs the metaserver has ended (cancelled): their reports get 409.
+    ended_jobs: set[int] = field(default_factory=set)
     cache_seconds: int = 10
     # (token, organization, dataset or None, mode) that validate-access allows.
     grants: set[tuple[str | None, str, str | None, str]] = field(default_factory=set)
@@ -187,7 +189,10 @@ class MetaserverPeer:
 
         async def job_progress(request: web.Request) -> web.Response:
             await self._record("job-progress", request)
-            return web.json_response({"id": int(request.match_info["id"])})
+            job = int(request.match_info["id"])
+            if job in self.ended_jobs:  # cancelled there: workers hear 409
+                return web.json_response({"error": "job ended"}, status=409)
+            return web.json_response({"id": job})
 
         app = web.Application()
         app.router.add_post(r"/api/jobs/{id:\d+}/progress", job_progress)

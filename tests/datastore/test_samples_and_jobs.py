@@ -113,6 +113,18 @@ async def test_the_mri_sample_is_one_uint16_color_layer(
     assert (layer.category.value, layer.element_class.value) == ("color", "uint16")
 
 
+async def test_a_sample_job_cancelled_while_queued_writes_nothing(
+    store: Client, meta: dict[str, str], metaserver: MetaserverPeer
+) -> None:
+    metaserver.ended_jobs.add(5)
+    response = await add(store, meta, organization="lab", name="late", kind="em_cells")
+    assert response.status == 202
+    await metaserver.wait_for("job-progress", within=10)
+    await asyncio.sleep(0.5)  # a worker going on would write and report now
+    assert [c.body.get("state") for c in metaserver.calls_of("job-progress")] == [None]
+    assert list((binary_data_of(store) / "lab").iterdir()) == []
+
+
 async def test_a_sample_name_in_use_is_409_and_the_dataset_stays(
     store: Client, meta: dict[str, str]
 ) -> None:

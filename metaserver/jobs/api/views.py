@@ -30,7 +30,7 @@ from metaserver.jobs.api.serializers import (
     JobProgressSerializer,
     JobSerializer,
 )
-from metaserver.jobs.models import Job, JobState
+from metaserver.jobs.models import Job, JobKind, JobState
 from metaserver.pagination import StrictPageNumberPagination
 from shared.protocol import AccessMode
 
@@ -146,7 +146,9 @@ class JobProgressView(DatastoreOnlyView):
                 do_finish_job(job, state, data.get("message", ""), data.get("result"))
                 dataset_ref = (job.arguments or {}).get("dataset")
                 # A finished conversion or sample is on disk: have the node scan.
-                if job.kind in ("convert", "sample") and isinstance(dataset_ref, str):
+                if job.kind in (JobKind.CONVERT, JobKind.SAMPLE) and isinstance(
+                    dataset_ref, str
+                ):
                     do_conversion_ended(
                         dataset_ref,
                         datastore,
