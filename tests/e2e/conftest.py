@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +44,20 @@ def services(
             yield running
     finally:
         shutil.rmtree(home / "binaryData", ignore_errors=True)
+
+
+@pytest.fixture
+def registered(services: Services) -> None:
+    """Uploads go to datastores the metaserver has heard from: wait for that."""
+    deadline = time.monotonic() + 20
+    with services.api(services.admin_token) as api:
+        while time.monotonic() < deadline:
+            stores = api.get("/api/datastores/").json()
+            stores = stores["results"] if isinstance(stores, dict) else stores
+            if any(
+                s["name"] == services.datastore_name and s["is_reachable"]
+                for s in stores
+            ):
+                return
+            time.sleep(0.2)
+    pytest.fail("the datastore did not register")

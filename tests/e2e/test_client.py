@@ -11,7 +11,6 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -26,7 +25,12 @@ from voxelhub.client import Client, UploadProgress, VoxelhubError
 
 from .services import ORG, ROOT, Services
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+# Uploads go to a datastore the metaserver has heard from (conftest).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(120),
+    pytest.mark.usefixtures("registered"),
+]
 
 OFFSET = (8, 16, 4)
 SHAPE = (32, 32, 32)
@@ -46,23 +50,6 @@ class CountingTransport(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.method, request.url.path))
         return super().handle_request(request)
-
-
-@pytest.fixture(autouse=True)
-def registered(services: Services) -> None:
-    """Uploads go to datastores the metaserver has heard from: wait for that."""
-    deadline = time.monotonic() + 20
-    with services.api(services.admin_token) as api:
-        while time.monotonic() < deadline:
-            stores = api.get("/api/datastores/").json()
-            stores = stores["results"] if isinstance(stores, dict) else stores
-            if any(
-                s["name"] == services.datastore_name and s["is_reachable"]
-                for s in stores
-            ):
-                return
-            time.sleep(0.2)
-    pytest.fail("the datastore did not register")
 
 
 @pytest.fixture

@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 
 from .services import ORG, Services
-from .test_upload import Upload, registered
+from .test_upload import Upload
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-__all__ = ["registered"]  # the autouse fixture: wait for the datastore
+# Uploads go to a datastore the metaserver has heard from (conftest).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(120),
+    pytest.mark.usefixtures("registered"),
+]
 
 
 def _upload(services: Services, name: str, files: dict[str, bytes]) -> int:

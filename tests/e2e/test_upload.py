@@ -23,27 +23,15 @@ from shared.uploads import CHUNK_SHA256_HEADER
 
 from .services import ORG, Services
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+# Uploads go to a datastore the metaserver has heard from (conftest).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(120),
+    pytest.mark.usefixtures("registered"),
+]
 
 CHUNK = 64 * 1024
 OFFSET = (8, 16, 4)
-
-
-@pytest.fixture(autouse=True)
-def registered(services: Services) -> None:
-    """Uploads go to datastores the metaserver has heard from: wait for that."""
-    deadline = time.monotonic() + 20
-    with services.api(services.admin_token) as api:
-        while time.monotonic() < deadline:
-            stores = api.get("/api/datastores/").json()
-            stores = stores["results"] if isinstance(stores, dict) else stores
-            if any(
-                s["name"] == services.datastore_name and s["is_reachable"]
-                for s in stores
-            ):
-                return
-            time.sleep(0.2)
-    pytest.fail("the datastore did not register")
 
 
 def _webknossos() -> Any:
